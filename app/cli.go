@@ -1,0 +1,183 @@
+// Package app wires artifactstore together: configuration (koanf), the
+// command line (urfave/cli), backends, the registry and the HTTP server.
+// It is the only package that knows every other one.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+	"go.yaml.in/yaml/v3"
+)
+
+// Set at build time with -ldflags "-X artifactstore/app.Version=...".
+var (
+	Version = "dev"
+	Commit  = ""
+)
+
+// Env is the process environment the CLI runs in; tests substitute it.
+type Env struct {
+	Stdin   io.Reader
+	Stdout  io.Writer
+	Stderr  io.Writer
+	Environ []string
+}
+
+// Main runs the command line and returns the process exit code.
+func Main(ctx context.Context, args []string, env Env) int {
+	err := NewCLI(env).RunContext(ctx, args)
+	if err == nil {
+		return 0
+	}
+	var ec cli.ExitCoder
+	if errors.As(err, &ec) {
+		if msg := err.Error(); msg != "" {
+			fmt.Fprintln(env.Stderr, "artifactstore:", msg)
+		}
+		return ec.ExitCode()
+	}
+	fmt.Fprintln(env.Stderr, "artifactstore:", err)
+	return 1
+}
+
+func commit() string {
+	if Commit != "" {
+		return Commit
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				return s.Value
+			}
+		}
+	}
+	return "unknown"
+}
+
+// NewCLI builds the command-line application.
+func NewCLI(env Env) *cli.App {
+	configFlag := &cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML config `FILE` (default: built-in defaults)", EnvVars: []string{"ARTIFACTSTORE_CONFIG"}}
+	a := &cli.App{
+		Name:                 "artifactstore",
+		Usage:                "a self-hosted, content-addressed artifact store",
+		Version:              Version,
+		Writer:               env.Stdout,
+		ErrWriter:            env.Stderr,
+		Reader:               env.Stdin,
+		EnableBashCompletion: false,
+		HideHelpCommand:      true,
+		ExitErrHandler:       func(*cli.Context, error) {}, // Main prints and exits
+		Flags:                []cli.Flag{configFlag},
+		Commands: []*cli.Command{
+			serveCommand(env),
+			{
+				Name:  "config",
+				Usage: "inspect configuration",
+				Subcommands: []*cli.Command{{
+					Name:  "check",
+					Usage: "validate the configuration and print the effective config (secrets redacted)",
+					Flags: []cli.Flag{configFlag},
+					Action: func(c *cli.Context) error {
+						cfg, err := loadFromCLI(c, env, nil)
+						if err != nil {
+							return err
+						}
+						out, err := yaml.Marshal(redacted(cfg))
+						if err != nil {
+							return err
+						}
+						fmt.Fprintf(env.Stdout, "# configuration is valid\n%s", out)
+						return nil
+					},
+				}},
+			},
+			{
+				Name:  "version",
+				Usage: "print version and commit",
+				Action: func(c *cli.Context) error {
+					fmt.Fprintf(env.Stdout, "artifactstore %s (commit %s)\n", Version, commit())
+					return nil
+				},
+			},
+		},
+	}
+	return a
+}
+
+// loadFromCLI loads config from --config, the environment and set flags.
+func loadFromCLI(c *cli.Context, env Env, flags map[string]any) (*Config, error) {
+	file := c.String("config")
+	if file == "" {
+		for _, a := range c.Lineage() {
+			if f := a.String("config"); f != "" {
+				file = f
+				break
+			}
+		}
+	}
+	return LoadConfig(LoadOptions{File: file, Environ: env.Environ, Flags: flags})
+}
+
+func serveCommand(env Env) *cli.Command {
+	flagKeys := map[string]string{"listen": "server.listen", "data-dir": "data_dir", "log-level": "log.level", "log-format": "log.format"}
+	return &cli.Command{
+		Name:  "serve",
+		Usage: "serve the HTTP API",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML config `FILE`", EnvVars: []string{"ARTIFACTSTORE_CONFIG"}},
+			&cli.StringFlag{Name: "listen", Usage: "listen `ADDR` (server.listen)"},
+			&cli.StringFlag{Name: "data-dir", Usage: "data `DIR` (data_dir)"},
+			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (log.level)"},
+			&cli.StringFlag{Name: "log-format", Usage: "text or json (log.format)"},
+		},
+		Action: func(c *cli.Context) error {
+			flags := map[string]any{}
+			for name, key := range flagKeys {
+				if c.IsSet(name) {
+					flags[key] = c.String(name)
+				}
+			}
+			cfg, err := loadFromCLI(c, env, flags)
+			if err != nil {
+				return err
+			}
+			log := NewLogger(env.Stderr, cfg.Log)
+			svc, err := NewService(c.Context, cfg, log)
+			if err != nil {
+				return err
+			}
+			defer svc.Close()
+			ln, err := net.Listen("tcp", cfg.Server.Listen)
+			if err != nil {
+				return fmt.Errorf("listen on %s (server.listen): %w", cfg.Server.Listen, err)
+			}
+			return svc.Serve(c.Context, ln)
+		},
+	}
+}
+
+// NewLogger builds the process logger from config.
+func NewLogger(w io.Writer, cfg LogConfig) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(strings.ToUpper(cfg.Level)))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// redacted returns the config as a plain map for printing. Credential
+// references (env:NAME, file:PATH) are shown; their values never are.
+func redacted(cfg *Config) *Config {
+	c := *cfg
+	return &c
+}

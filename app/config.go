@@ -1,0 +1,434 @@
+package app
+
+import (
+	_ "embed"
+	"fmt"
+	"net"
+	"os"
+	"path"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/confmap"
+	"github.com/knadh/koanf/providers/rawbytes"
+	"github.com/knadh/koanf/v2"
+)
+
+// defaultConfig is the embedded default: a local backend under ./data.
+// config.example.yaml documents the same values line by line.
+//
+//go:embed default.yaml
+var defaultConfig []byte
+
+// EnvPrefix starts every environment override; "__" separates levels:
+// ARTIFACTSTORE_SERVER__LISTEN=0.0.0.0:8080 sets server.listen.
+const EnvPrefix = "ARTIFACTSTORE_"
+
+// Config is the whole configuration. Field tags are the YAML keys.
+type Config struct {
+	// DataDir holds the database and, by default, the local backend.
+	DataDir  string                   `koanf:"data_dir" yaml:"data_dir"`
+	Server   ServerConfig             `koanf:"server" yaml:"server"`
+	Database DatabaseConfig           `koanf:"database" yaml:"database"`
+	Log      LogConfig                `koanf:"log" yaml:"log"`
+	Backends map[string]BackendConfig `koanf:"backends" yaml:"backends"`
+	Routing  RoutingConfig            `koanf:"routing" yaml:"routing"`
+}
+
+// ServerConfig is the HTTP side.
+type ServerConfig struct {
+	Listen             string        `koanf:"listen" yaml:"listen"`
+	MaxBodyBytes       int64         `koanf:"max_body_bytes" yaml:"max_body_bytes"`
+	MaxManifestBytes   int64         `koanf:"max_manifest_bytes" yaml:"max_manifest_bytes"`
+	MaxFilesPerPackage int           `koanf:"max_files_per_package" yaml:"max_files_per_package"`
+	UploadSessionTTL   time.Duration `koanf:"upload_session_ttl" yaml:"upload_session_ttl"`
+	ReadHeaderTimeout  time.Duration `koanf:"read_header_timeout" yaml:"read_header_timeout"`
+	IdleTimeout        time.Duration `koanf:"idle_timeout" yaml:"idle_timeout"`
+	ShutdownTimeout    time.Duration `koanf:"shutdown_timeout" yaml:"shutdown_timeout"`
+}
+
+// DatabaseConfig locates the bbolt file.
+type DatabaseConfig struct {
+	// Path defaults to <data_dir>/registry.db.
+	Path        string        `koanf:"path" yaml:"path"`
+	LockTimeout time.Duration `koanf:"lock_timeout" yaml:"lock_timeout"`
+}
+
+// LogConfig selects log level and format.
+type LogConfig struct {
+	Level  string `koanf:"level" yaml:"level"`
+	Format string `koanf:"format" yaml:"format"`
+}
+
+// BackendConfig is one storage backend; Type selects which keys apply.
+type BackendConfig struct {
+	Type      string `koanf:"type" yaml:"type"`
+	KeyPrefix string `koanf:"key_prefix" yaml:"key_prefix"`
+	// Path is the root directory of a local backend; default <data_dir>/objects.
+	Path string `koanf:"path" yaml:"path"`
+}
+
+// backendKeys lists which keys each backend type accepts.
+var backendKeys = map[string][]string{
+	"local": {"type", "key_prefix", "path"},
+}
+
+// RoutingConfig picks a backend per package.
+type RoutingConfig struct {
+	// Default receives packages no rule matches; may be empty when rules
+	// are given (a package no rule matches is then refused).
+	Default string       `koanf:"default" yaml:"default"`
+	Rules   []RuleConfig `koanf:"rules" yaml:"rules"`
+}
+
+// RuleConfig matches producer and retention class (exact values or path.Match
+// globs; empty means any) and names a backend. The first match wins.
+type RuleConfig struct {
+	Producer       string `koanf:"producer" yaml:"producer"`
+	RetentionClass string `koanf:"retention_class" yaml:"retention_class"`
+	Backend        string `koanf:"backend" yaml:"backend"`
+}
+
+// ConfigError names the key that is wrong.
+type ConfigError struct {
+	Key string
+	Msg string
+}
+
+func (e *ConfigError) Error() string { return "config: " + e.Key + ": " + e.Msg }
+
+// LoadOptions says where configuration comes from.
+type LoadOptions struct {
+	// File is a YAML file; empty means defaults only.
+	File string
+	// Environ is the process environment (os.Environ() form).
+	Environ []string
+	// Flags are the command-line flags that were set, by config key.
+	Flags map[string]any
+}
+
+// LoadConfig layers defaults, the file, ARTIFACTSTORE_ environment
+// variables and set flags, then validates the result.
+func LoadConfig(opts LoadOptions) (*Config, error) {
+	k := koanf.New(".")
+	if err := k.Load(rawbytes.Provider(defaultConfig), yaml.Parser()); err != nil {
+		return nil, fmt.Errorf("config: embedded defaults: %w", err)
+	}
+	defaultBackends := k.Get("backends")
+	defaultDefault := k.Get("routing.default")
+	k.Delete("backends")
+	k.Delete("routing")
+
+	fileK := koanf.New(".")
+	if opts.File != "" {
+		raw, err := os.ReadFile(opts.File)
+		if err != nil {
+			return nil, fmt.Errorf("config: read %s: %w", opts.File, err)
+		}
+		if err := fileK.Load(rawbytes.Provider(raw), yaml.Parser()); err != nil {
+			return nil, fmt.Errorf("config: parse %s: %w", opts.File, err)
+		}
+	}
+	envK := koanf.New(".")
+	if err := envK.Load(confmap.Provider(envMap(opts.Environ), "."), nil); err != nil {
+		return nil, fmt.Errorf("config: environment: %w", err)
+	}
+	for _, layer := range []*koanf.Koanf{fileK, envK} {
+		if err := k.Merge(layer); err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+	}
+	if len(opts.Flags) > 0 {
+		if err := k.Load(confmap.Provider(opts.Flags, "."), nil); err != nil {
+			return nil, fmt.Errorf("config: flags: %w", err)
+		}
+	}
+	// The default local backend applies only when no backend is configured,
+	// so a file that defines its own backends is not mixed with ours.
+	if !k.Exists("backends") {
+		k.Set("backends", defaultBackends)
+		if !k.Exists("routing.default") && !k.Exists("routing.rules") {
+			k.Set("routing.default", defaultDefault)
+		}
+	}
+	if err := checkKeys(k.Raw(), reflect.TypeOf(Config{}), ""); err != nil {
+		return nil, err
+	}
+	if err := checkBackendKeys(k.Get("backends")); err != nil {
+		return nil, err
+	}
+	var cfg Config
+	err := k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{DecoderConfig: &mapstructure.DecoderConfig{
+		DecodeHook: mapstructure.ComposeDecodeHookFunc(
+			mapstructure.StringToTimeDurationHookFunc(),
+		),
+		WeaklyTypedInput: true,
+		Result:           &cfg,
+		TagName:          "koanf",
+	}})
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := cfg.normalize(); err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// envMap turns ARTIFACTSTORE_SERVER__LISTEN=x into {"server.listen": "x"}.
+// ARTIFACTSTORE_CONFIG and ARTIFACTSTORE_URL/TOKEN name inputs of the
+// command line, not config keys, and are skipped.
+func envMap(environ []string) map[string]any {
+	out := map[string]any{}
+	for _, kv := range environ {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(k, EnvPrefix) {
+			continue
+		}
+		key := strings.ToLower(strings.TrimPrefix(k, EnvPrefix))
+		switch key {
+		case "config", "url", "token", "token_file":
+			continue
+		}
+		out[strings.ReplaceAll(key, "__", ".")] = v
+	}
+	return out
+}
+
+// checkKeys reports the first key not defined by t, naming its full path.
+func checkKeys(raw any, t reflect.Type, prefix string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		m, ok := raw.(map[string]any)
+		if !ok {
+			if raw == nil {
+				return nil
+			}
+			return &ConfigError{Key: strings.TrimSuffix(prefix, "."), Msg: fmt.Sprintf("must be a mapping, not %T", raw)}
+		}
+		fields := structKeys(t)
+		names := make([]string, 0, len(m))
+		for name := range m {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			ft, ok := fields[name]
+			if !ok {
+				return &ConfigError{Key: prefix + name, Msg: "unknown key"}
+			}
+			if err := checkKeys(m[name], ft, prefix+name+"."); err != nil {
+				return err
+			}
+		}
+	case reflect.Map:
+		m, ok := raw.(map[string]any)
+		if !ok {
+			if raw == nil {
+				return nil
+			}
+			return &ConfigError{Key: strings.TrimSuffix(prefix, "."), Msg: fmt.Sprintf("must be a mapping, not %T", raw)}
+		}
+		for name, v := range m {
+			if err := checkKeys(v, t.Elem(), prefix+name+"."); err != nil {
+				return err
+			}
+		}
+	case reflect.Slice:
+		s, ok := raw.([]any)
+		if !ok || t.Elem().Kind() != reflect.Struct {
+			return nil
+		}
+		for i, v := range s {
+			if err := checkKeys(v, t.Elem(), fmt.Sprintf("%s[%d].", strings.TrimSuffix(prefix, "."), i)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// structKeys maps koanf tags to field types, flattening ",squash" embeds.
+func structKeys(t reflect.Type) map[string]reflect.Type {
+	out := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := f.Tag.Get("koanf")
+		name, opts, _ := strings.Cut(tag, ",")
+		if strings.Contains(opts, "squash") {
+			for k, v := range structKeys(f.Type) {
+				out[k] = v
+			}
+			continue
+		}
+		if name == "" || name == "-" {
+			continue
+		}
+		out[name] = f.Type
+	}
+	return out
+}
+
+// normalize fills derived defaults.
+func (c *Config) normalize() error {
+	if c.DataDir == "" {
+		return &ConfigError{Key: "data_dir", Msg: "must not be empty"}
+	}
+	if c.Database.Path == "" {
+		c.Database.Path = filepath.Join(c.DataDir, "registry.db")
+	}
+	for id, b := range c.Backends {
+		if b.Type == "local" && b.Path == "" {
+			b.Path = filepath.Join(c.DataDir, "objects")
+			c.Backends[id] = b
+		}
+	}
+	return nil
+}
+
+// Validate checks values, naming the offending key.
+func (c *Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Server.Listen); err != nil {
+		return &ConfigError{Key: "server.listen", Msg: fmt.Sprintf("%q is not host:port", c.Server.Listen)}
+	}
+	positive := []struct {
+		key string
+		v   int64
+	}{
+		{"server.max_body_bytes", c.Server.MaxBodyBytes},
+		{"server.max_manifest_bytes", c.Server.MaxManifestBytes},
+		{"server.max_files_per_package", int64(c.Server.MaxFilesPerPackage)},
+		{"server.upload_session_ttl", int64(c.Server.UploadSessionTTL)},
+		{"server.read_header_timeout", int64(c.Server.ReadHeaderTimeout)},
+		{"server.idle_timeout", int64(c.Server.IdleTimeout)},
+		{"server.shutdown_timeout", int64(c.Server.ShutdownTimeout)},
+		{"database.lock_timeout", int64(c.Database.LockTimeout)},
+	}
+	for _, p := range positive {
+		if p.v <= 0 {
+			return &ConfigError{Key: p.key, Msg: "must be greater than zero"}
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return &ConfigError{Key: "log.level", Msg: fmt.Sprintf("%q is not one of debug, info, warn, error", c.Log.Level)}
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return &ConfigError{Key: "log.format", Msg: fmt.Sprintf("%q is not one of text, json", c.Log.Format)}
+	}
+	if len(c.Backends) == 0 {
+		return &ConfigError{Key: "backends", Msg: "at least one backend is required"}
+	}
+	ids := make([]string, 0, len(c.Backends))
+	for id := range c.Backends {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		if err := validateBackend(id, c.Backends[id]); err != nil {
+			return err
+		}
+	}
+	if c.Routing.Default == "" && len(c.Routing.Rules) == 0 {
+		return &ConfigError{Key: "routing.default", Msg: "required when routing.rules is empty"}
+	}
+	if c.Routing.Default != "" {
+		if _, ok := c.Backends[c.Routing.Default]; !ok {
+			return &ConfigError{Key: "routing.default", Msg: fmt.Sprintf("names unknown backend %q (configured: %s)", c.Routing.Default, strings.Join(ids, ", "))}
+		}
+	}
+	for i, r := range c.Routing.Rules {
+		key := fmt.Sprintf("routing.rules[%d]", i)
+		if _, ok := c.Backends[r.Backend]; !ok {
+			return &ConfigError{Key: key + ".backend", Msg: fmt.Sprintf("names unknown backend %q (configured: %s)", r.Backend, strings.Join(ids, ", "))}
+		}
+		for _, g := range []struct{ k, v string }{{"producer", r.Producer}, {"retention_class", r.RetentionClass}} {
+			if _, err := path.Match(g.v, ""); err != nil {
+				return &ConfigError{Key: key + "." + g.k, Msg: fmt.Sprintf("bad glob %q: %v", g.v, err)}
+			}
+		}
+	}
+	return nil
+}
+
+var backendIDChars = func(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func validateBackend(id string, b BackendConfig) error {
+	key := "backends." + id
+	if !backendIDChars(id) {
+		return &ConfigError{Key: key, Msg: "backend id must be 1-64 of a-z, 0-9, '-' and '_'"}
+	}
+	if _, ok := backendKeys[b.Type]; !ok {
+		types := make([]string, 0, len(backendKeys))
+		for t := range backendKeys {
+			types = append(types, t)
+		}
+		sort.Strings(types)
+		return &ConfigError{Key: key + ".type", Msg: fmt.Sprintf("%q is not one of %s", b.Type, strings.Join(types, ", "))}
+	}
+	if strings.HasPrefix(b.KeyPrefix, "/") || strings.Contains(b.KeyPrefix, "..") || strings.Contains(b.KeyPrefix, "\\") {
+		return &ConfigError{Key: key + ".key_prefix", Msg: "must be relative, without '..' or backslashes"}
+	}
+	switch b.Type {
+	case "local":
+		if b.Path == "" {
+			return &ConfigError{Key: key + ".path", Msg: "must not be empty"}
+		}
+	}
+	return nil
+}
+
+// checkBackendKeys rejects keys that belong to another backend type, such
+// as an S3 key on a local backend.
+func checkBackendKeys(raw any) error {
+	m, _ := raw.(map[string]any)
+	ids := make([]string, 0, len(m))
+	for id := range m {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		b, _ := m[id].(map[string]any)
+		typ, _ := b["type"].(string)
+		allowed, ok := backendKeys[typ]
+		if !ok {
+			continue // Validate names the bad type
+		}
+		keys := make([]string, 0, len(b))
+		for k := range b {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			if !slices.Contains(allowed, k) {
+				return &ConfigError{Key: "backends." + id + "." + k, Msg: fmt.Sprintf("not a key of a %s backend (allowed: %s)", typ, strings.Join(allowed, ", "))}
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,189 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"artifactstore/backends"
+	"artifactstore/backends/local"
+	"artifactstore/internal/registry"
+	"artifactstore/store"
+	"artifactstore/web"
+)
+
+// backendFactory builds one backend from its typed config.
+type backendFactory func(ctx context.Context, id string, cfg BackendConfig, log *slog.Logger) (backends.Backend, error)
+
+// backendFactories is the explicit constructor table: one entry per type.
+var backendFactories = map[string]backendFactory{
+	"local": func(ctx context.Context, id string, cfg BackendConfig, log *slog.Logger) (backends.Backend, error) {
+		return local.New(id, local.Config{Root: cfg.Path, KeyPrefix: cfg.KeyPrefix}, log)
+	},
+}
+
+// buildBackends constructs every configured backend.
+func buildBackends(ctx context.Context, cfg *Config, log *slog.Logger) (map[string]backends.Backend, error) {
+	out := make(map[string]backends.Backend, len(cfg.Backends))
+	ids := make([]string, 0, len(cfg.Backends))
+	for id := range cfg.Backends {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		bc := cfg.Backends[id]
+		f, ok := backendFactories[bc.Type]
+		if !ok {
+			return nil, &ConfigError{Key: "backends." + id + ".type", Msg: fmt.Sprintf("unknown type %q", bc.Type)}
+		}
+		b, err := f(ctx, id, bc, log)
+		if err != nil {
+			return nil, fmt.Errorf("backend %s: %w", id, err)
+		}
+		out[id] = b
+	}
+	return out, nil
+}
+
+// router implements registry.Router from the routing config.
+type router struct {
+	rules []RuleConfig
+	def   string
+}
+
+func globMatch(pattern, v string) bool {
+	if pattern == "" {
+		return true
+	}
+	ok, _ := path.Match(pattern, v)
+	return ok
+}
+
+// Route returns the backend of the first matching rule, else the default.
+func (r router) Route(producer, retentionClass string) string {
+	for _, rule := range r.rules {
+		if globMatch(rule.Producer, producer) && globMatch(rule.RetentionClass, retentionClass) {
+			return rule.Backend
+		}
+	}
+	return r.def
+}
+
+// Service is a wired artifactstore: database, backends, registry and API.
+type Service struct {
+	Config   *Config
+	Log      *slog.Logger
+	Store    *store.Store
+	Backends map[string]backends.Backend
+	Registry *registry.Registry
+	API      *web.Server
+}
+
+// NewService opens the database and backends, drops upload sessions left
+// by an earlier process, and builds the API.
+func NewService(ctx context.Context, cfg *Config, log *slog.Logger) (*Service, error) {
+	st, err := store.Open(cfg.Database.Path, store.Options{LockTimeout: cfg.Database.LockTimeout, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	bs, err := buildBackends(ctx, cfg, log)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	reg := registry.New(st, bs, router{rules: cfg.Routing.Rules, def: cfg.Routing.Default}, registry.Options{
+		SessionTTL: cfg.Server.UploadSessionTTL,
+		MaxFiles:   cfg.Server.MaxFilesPerPackage,
+		Logger:     log,
+	})
+	// No client of an earlier process can finish its upload session: the
+	// process that staged the bytes is gone. Drop them all, so a crash
+	// between upload and commit leaves nothing behind.
+	if _, err := reg.SweepSessions(ctx, true); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("drop upload sessions of the previous run: %w", err)
+	}
+	api := web.New(reg, web.Options{
+		MaxBodyBytes:     cfg.Server.MaxBodyBytes,
+		MaxManifestBytes: cfg.Server.MaxManifestBytes,
+		SpoolDir:         filepath.Join(cfg.DataDir, "spool"),
+		Logger:           log,
+		Ready: func(ctx context.Context) error {
+			_, err := st.Events(ctx, 0, 1)
+			return err
+		},
+	})
+	return &Service{Config: cfg, Log: log, Store: st, Backends: bs, Registry: reg, API: api}, nil
+}
+
+// Close closes the database.
+func (s *Service) Close() error { return s.Store.Close() }
+
+// Serve serves the API on ln until ctx is done, then shuts down gracefully:
+// it stops accepting, lets in-flight requests finish within the shutdown
+// timeout and then cancels the rest (unfinished uploads are aborted and
+// leave nothing behind).
+func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
+	baseCtx, cancelRequests := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRequests()
+	srv := &http.Server{
+		Handler:           s.API,
+		ReadHeaderTimeout: s.Config.Server.ReadHeaderTimeout,
+		IdleTimeout:       s.Config.Server.IdleTimeout,
+		BaseContext:       func(net.Listener) context.Context { return baseCtx },
+		ErrorLog:          slog.NewLogLogger(s.Log.Handler(), slog.LevelWarn),
+	}
+	go s.sweepLoop(baseCtx)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	s.Log.Info("serving", "addr", ln.Addr().String(), "backends", s.Registry.BackendIDs(), "database", s.Store.Path())
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	s.Log.Info("shutting down", "timeout", s.Config.Server.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(baseCtx, s.Config.Server.ShutdownTimeout)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		s.Log.Warn("shutdown timeout reached; cancelling unfinished requests")
+		cancelRequests()
+		srv.Close()
+		err = nil
+	}
+	// Sessions of cancelled uploads are dropped with their staged data.
+	if _, serr := s.Registry.SweepSessions(context.WithoutCancel(ctx), true); serr != nil {
+		s.Log.Warn("dropping open upload sessions at shutdown failed", "err", serr)
+	}
+	return err
+}
+
+func (s *Service) sweepLoop(ctx context.Context) {
+	period := s.Config.Server.UploadSessionTTL / 4
+	if period < time.Second {
+		period = time.Second
+	}
+	if period > time.Minute {
+		period = time.Minute
+	}
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := s.Registry.SweepSessions(ctx, false); err != nil && ctx.Err() == nil {
+				s.Log.Warn("expiring upload sessions failed", "err", err)
+			}
+		}
+	}
+}

@@ -1,0 +1,284 @@
+// Package local stores objects as files under a root directory, in the same
+// key layout the S3 backend uses:
+// <root>/<key_prefix>/<algorithm>/<hex[0:2]>/<hex[2:4]>/<hex>.
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"artifactstore/backends"
+	"artifactstore/internal/digest"
+)
+
+// tempPrefix marks in-progress writes. They live next to their final name
+// so the rename is atomic, and are removed when the backend starts.
+const tempPrefix = ".tmp-"
+
+// copyBufSize is large because one 32 KiB buffer halves upload throughput.
+const copyBufSize = 1 << 20
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
+
+// Config configures a local backend.
+type Config struct {
+	// Root is the directory holding all objects; created if missing.
+	Root string
+	// KeyPrefix is the first path segment under Root (may be empty).
+	KeyPrefix string
+}
+
+// Backend is a backends.Backend on the local file system.
+type Backend struct {
+	id     string
+	root   string
+	prefix string
+	log    *slog.Logger
+}
+
+var _ backends.Backend = (*Backend)(nil)
+
+// New opens (creating if needed) a local backend and removes temporary files
+// that an earlier process left behind.
+func New(id string, cfg Config, log *slog.Logger) (*Backend, error) {
+	if cfg.Root == "" {
+		return nil, errors.New("local backend: root directory is empty")
+	}
+	root, err := filepath.Abs(cfg.Root)
+	if err != nil {
+		return nil, fmt.Errorf("local backend %s: %w", id, err)
+	}
+	if err := os.MkdirAll(filepath.Join(root, filepath.FromSlash(cfg.KeyPrefix)), 0o750); err != nil {
+		return nil, fmt.Errorf("local backend %s: create root: %w", id, err)
+	}
+	b := &Backend{id: id, root: root, prefix: strings.Trim(cfg.KeyPrefix, "/"), log: log}
+	if err := b.removeTemps(); err != nil {
+		return nil, fmt.Errorf("local backend %s: remove leftover temp files: %w", id, err)
+	}
+	return b, nil
+}
+
+// ID implements backends.Backend.
+func (b *Backend) ID() string { return b.id }
+
+// Root returns the absolute root directory.
+func (b *Backend) Root() string { return b.root }
+
+// Path returns the file path of d's object (which may not exist).
+func (b *Backend) Path(d digest.Digest) string {
+	return filepath.Join(b.root, filepath.FromSlash(backends.ObjectKey(b.prefix, d)))
+}
+
+func (b *Backend) removeTemps() error {
+	return filepath.WalkDir(b.root, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !e.IsDir() && strings.HasPrefix(e.Name(), tempPrefix) {
+			b.log.Info("removing leftover temp file", "backend", b.id, "path", p)
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Put implements backends.Backend: temp file in the target directory,
+// verified copy, fsync, rename, fsync of the directory.
+func (b *Backend) Put(ctx context.Context, d digest.Digest, size int64, body io.Reader) (err error) {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	final := b.Path(d)
+	if _, err := os.Stat(final); err == nil {
+		return nil
+	}
+	dir := filepath.Dir(final)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("local put %s: %w", d, err)
+	}
+	f, err := os.CreateTemp(dir, tempPrefix+"*")
+	if err != nil {
+		return fmt.Errorf("local put %s: %w", d, err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	v := digest.NewVerifier(ctxReader{ctx, body}, d, size)
+	if _, err = io.CopyBuffer(f, v, *bp); err != nil {
+		return fmt.Errorf("local put %s: %w", d, err)
+	}
+	if !v.Verified() {
+		// CopyBuffer stops at EOF from the verifier, which it only returns
+		// after a successful check; this guards against a changed contract.
+		return fmt.Errorf("local put %s: %w", d, digest.ErrMismatch)
+	}
+	if err = f.Sync(); err != nil {
+		return fmt.Errorf("local put %s: fsync: %w", d, err)
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("local put %s: close: %w", d, err)
+	}
+	if err = os.Rename(f.Name(), final); err != nil {
+		return fmt.Errorf("local put %s: rename: %w", d, err)
+	}
+	if err = syncDir(dir); err != nil {
+		return fmt.Errorf("local put %s: fsync dir: %w", d, err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+// Open implements backends.Backend.
+func (b *Backend) Open(ctx context.Context, d digest.Digest, off, n int64) (io.ReadCloser, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(b.Path(d))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("local open %s: %w", d, backends.ErrNotFound)
+		}
+		return nil, fmt.Errorf("local open %s: %w", d, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("local open %s: %w", d, err)
+	}
+	length, err := backends.CheckRange(st.Size(), off, n)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("local open %s [%d,+%d) of %d bytes: %w", d, off, n, st.Size(), err)
+	}
+	return &rangeFile{f: f, r: ctxReader{ctx, io.NewSectionReader(f, off, length)}}, nil
+}
+
+type rangeFile struct {
+	f *os.File
+	r io.Reader
+}
+
+func (r *rangeFile) Read(p []byte) (int, error) { return r.r.Read(p) }
+func (r *rangeFile) Close() error               { return r.f.Close() }
+
+// Stat implements backends.Backend.
+func (b *Backend) Stat(ctx context.Context, d digest.Digest) (backends.Info, error) {
+	if err := ctx.Err(); err != nil {
+		return backends.Info{}, err
+	}
+	st, err := os.Stat(b.Path(d))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return backends.Info{}, fmt.Errorf("local stat %s: %w", d, backends.ErrNotFound)
+		}
+		return backends.Info{}, fmt.Errorf("local stat %s: %w", d, err)
+	}
+	return backends.Info{Digest: d, Size: st.Size()}, nil
+}
+
+// Delete implements backends.Backend.
+func (b *Backend) Delete(ctx context.Context, d digest.Digest) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p := b.Path(d)
+	if err := os.Remove(p); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("local delete %s: %w", d, err)
+	}
+	if err := syncDir(filepath.Dir(p)); err != nil {
+		return fmt.Errorf("local delete %s: fsync dir: %w", d, err)
+	}
+	return nil
+}
+
+// Walk implements backends.Backend.
+func (b *Backend) Walk(ctx context.Context, fn func(backends.Info) error) error {
+	base := filepath.Join(b.root, filepath.FromSlash(b.prefix))
+	err := filepath.WalkDir(base, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if e.IsDir() || !e.Type().IsRegular() {
+			return nil
+		}
+		rel, err := filepath.Rel(b.root, p)
+		if err != nil {
+			return err
+		}
+		d, ok := backends.ParseObjectKey(b.prefix, filepath.ToSlash(rel))
+		if !ok {
+			return nil
+		}
+		fi, err := e.Info()
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // deleted while walking
+			}
+			return err
+		}
+		return fn(backends.Info{Digest: d, Size: fi.Size()})
+	})
+	if err != nil {
+		return fmt.Errorf("local walk: %w", err)
+	}
+	return nil
+}
+
+// Health implements backends.Backend: the root must be a writable directory.
+func (b *Backend) Health(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(b.root, tempPrefix+"health-*")
+	if err != nil {
+		return fmt.Errorf("local backend %s: %w: %v", b.id, backends.ErrUnavailable, err)
+	}
+	f.Close()
+	os.Remove(f.Name())
+	return nil
+}
+
+// ctxReader fails reads once ctx is done, so long copies stop promptly.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

@@ -1,0 +1,380 @@
+// Package registry is the publish and fetch logic over the metadata store
+// and the storage backends: routing a package to a backend, deduplicating
+// content, staging uploads, committing atomically, garbage-collecting
+// abandoned uploads and reading content back from wherever it lives.
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"log/slog"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"artifactstore/backends"
+	"artifactstore/internal/digest"
+	"artifactstore/internal/manifest"
+	"artifactstore/store"
+)
+
+// Errors callers match with errors.Is (store and backends errors pass
+// through wrapped as well).
+var (
+	ErrUnknownBackend = errors.New("unknown backend")
+	ErrNoLocation     = errors.New("no readable location")
+	ErrNoRoute        = errors.New("no routing rule matches")
+)
+
+// BackendError says which backend failed; it wraps the cause.
+type BackendError struct {
+	Backend string
+	Err     error
+}
+
+func (e *BackendError) Error() string { return "backend " + e.Backend + ": " + e.Err.Error() }
+func (e *BackendError) Unwrap() error { return e.Err }
+
+// Router picks the backend for a new package.
+type Router interface {
+	Route(producer, retentionClass string) string
+}
+
+// Options configures a Registry.
+type Options struct {
+	SessionTTL time.Duration
+	MaxFiles   int
+	Logger     *slog.Logger
+}
+
+// Registry is safe for concurrent use.
+type Registry struct {
+	store    *store.Store
+	backends map[string]backends.Backend
+	router   Router
+	opts     Options
+	log      *slog.Logger
+	locks    [256]sync.Mutex
+}
+
+// New builds a Registry. Every backend id the router can return must be in bs.
+func New(st *store.Store, bs map[string]backends.Backend, router Router, opts Options) *Registry {
+	if opts.SessionTTL <= 0 {
+		opts.SessionTTL = time.Hour
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Registry{store: st, backends: bs, router: router, opts: opts, log: opts.Logger}
+}
+
+// Store returns the metadata store.
+func (r *Registry) Store() *store.Store { return r.store }
+
+// Backend returns a configured backend.
+func (r *Registry) Backend(id string) (backends.Backend, bool) {
+	b, ok := r.backends[id]
+	return b, ok
+}
+
+// BackendIDs returns the configured backend ids, sorted.
+func (r *Registry) BackendIDs() []string {
+	ids := make([]string, 0, len(r.backends))
+	for id := range r.backends {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// keyLock serialises garbage collection of one object against new
+// references to it (see gc and Upload).
+func (r *Registry) keyLock(backend, d string) *sync.Mutex {
+	h := fnv.New32a()
+	h.Write([]byte(backend))
+	h.Write([]byte{0})
+	h.Write([]byte(d))
+	return &r.locks[h.Sum32()%uint32(len(r.locks))]
+}
+
+// NeededFile is a file the client must upload.
+type NeededFile struct {
+	Path   string `json:"path"`
+	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size"`
+}
+
+// BeginResult answers a publish request.
+type BeginResult struct {
+	// Session is nil when the identical package is already committed.
+	Session  *store.Session
+	Existing *store.Package
+	Backend  string
+	Needed   []NeededFile
+	// SkippedBytes is the content already stored that need not be uploaded.
+	SkippedBytes int64
+}
+
+// Begin validates m, routes it, and opens an upload session listing the
+// contents the backend does not hold yet.
+func (r *Registry) Begin(ctx context.Context, m *manifest.Manifest) (*BeginResult, error) {
+	if err := m.Validate(r.opts.MaxFiles); err != nil {
+		return nil, err
+	}
+	backendID := r.router.Route(m.Producer, m.RetentionClass)
+	if backendID == "" {
+		return nil, fmt.Errorf("producer %q, retention class %q: %w and no default backend is configured", m.Producer, m.RetentionClass, ErrNoRoute)
+	}
+	if _, ok := r.backends[backendID]; !ok {
+		return nil, fmt.Errorf("route %s/%s: %w %q", m.Producer, m.RetentionClass, ErrUnknownBackend, backendID)
+	}
+	draft := draftOf(m, backendID)
+	if existing, err := r.store.GetPackage(ctx, m.Name, m.Version); err == nil {
+		if store.SamePackage(existing, &draft) {
+			return &BeginResult{Existing: existing, Backend: backendID}, nil
+		}
+		return nil, fmt.Errorf("package %s@%s already exists with different content: %w", m.Name, m.Version, store.ErrConflict)
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	res := &BeginResult{Backend: backendID, Needed: []NeededFile{}}
+	var neededDigests []string
+	for _, f := range draft.Files {
+		if slices.Contains(neededDigests, f.Digest) {
+			res.SkippedBytes += f.Size // same content twice in one package
+			continue
+		}
+		have, err := r.store.HasLocation(ctx, f.Digest, backendID)
+		if err != nil {
+			return nil, err
+		}
+		if have {
+			res.SkippedBytes += f.Size
+			continue
+		}
+		neededDigests = append(neededDigests, f.Digest)
+		d, _ := digest.Parse(f.Digest)
+		res.Needed = append(res.Needed, NeededFile{Path: f.Path, SHA256: d.Hex, Size: f.Size})
+	}
+	sess, err := r.store.CreateSession(ctx, draft, neededDigests, r.opts.SessionTTL)
+	if err != nil {
+		return nil, err
+	}
+	res.Session = sess
+	return res, nil
+}
+
+func draftOf(m *manifest.Manifest, backendID string) store.Package {
+	p := store.Package{Name: m.Name, Version: m.Version, Producer: m.Producer,
+		RetentionClass: m.RetentionClass, Labels: m.Labels}
+	for _, f := range m.Files {
+		p.Files = append(p.Files, store.File{Path: f.Path, Size: f.Size,
+			Digest: f.Digest().String(), MediaType: f.MediaType, Backend: backendID})
+	}
+	return p
+}
+
+// Upload streams one needed content into the session's backend. The body
+// must be exactly the declared size and hash to d; otherwise nothing is
+// kept and the error wraps digest.ErrMismatch or digest.ErrSizeMismatch.
+func (r *Registry) Upload(ctx context.Context, sessionID string, d digest.Digest, size int64, body io.Reader) error {
+	sess, err := r.store.GetSession(ctx, sessionID)
+	if err != nil {
+		return err
+	}
+	ds := d.String()
+	if !slices.Contains(sess.Needed, ds) {
+		return fmt.Errorf("%s: %w", ds, store.ErrNotNeeded)
+	}
+	var declared int64 = -1
+	for _, f := range sess.Draft.Files {
+		if f.Digest == ds {
+			declared = f.Size
+		}
+	}
+	if size >= 0 && size != declared {
+		return fmt.Errorf("%s: body of %d bytes for a file declared as %d: %w", ds, size, declared, digest.ErrSizeMismatch)
+	}
+	backendID, _ := sess.BackendOf(ds)
+	b, ok := r.backends[backendID]
+	if !ok {
+		return fmt.Errorf("%w %q", ErrUnknownBackend, backendID)
+	}
+	mu := r.keyLock(backendID, ds)
+	mu.Lock()
+	_, err = r.store.AddUploadRef(ctx, sessionID, ds)
+	mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := b.Put(ctx, d, declared, body); err != nil {
+		return &BackendError{Backend: backendID, Err: err}
+	}
+	return r.store.MarkUploaded(ctx, sessionID, ds)
+}
+
+// Commit makes the session's package visible. created is false when an
+// identical package existed already.
+func (r *Registry) Commit(ctx context.Context, sessionID string) (*store.Package, bool, error) {
+	res, err := r.store.Commit(ctx, sessionID)
+	if len(res.Garbage) > 0 {
+		r.gc(context.WithoutCancel(ctx), res.Garbage)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return res.Package, res.Created, nil
+}
+
+// Abort drops a session and removes what only it had staged.
+func (r *Registry) Abort(ctx context.Context, sessionID string) error {
+	refs, err := r.store.DropSession(ctx, sessionID)
+	if err != nil {
+		return err
+	}
+	r.gc(context.WithoutCancel(ctx), refs)
+	return nil
+}
+
+// SweepSessions drops expired sessions, or all sessions when all is true
+// (at start-up, when no client of the previous process can continue), and
+// garbage-collects what they staged. It returns how many it dropped.
+func (r *Registry) SweepSessions(ctx context.Context, all bool) (int, error) {
+	ids, err := r.store.SessionIDs(ctx, all)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, id := range ids {
+		refs, err := r.store.DropSession(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue // committed or aborted meanwhile
+		}
+		if err != nil {
+			return n, err
+		}
+		n++
+		r.gc(ctx, refs)
+	}
+	if n > 0 {
+		r.log.Info("upload sessions dropped", "count", n, "all", all)
+	}
+	return n, nil
+}
+
+// gc deletes staged objects nothing references any more. Under the key
+// lock, no upload can add a reference between the check and the delete.
+func (r *Registry) gc(ctx context.Context, refs []store.Ref) {
+	for _, ref := range refs {
+		b, ok := r.backends[ref.Backend]
+		if !ok {
+			continue
+		}
+		d, err := digest.Parse(ref.Digest)
+		if err != nil {
+			continue
+		}
+		mu := r.keyLock(ref.Backend, ref.Digest)
+		mu.Lock()
+		used, err := r.store.IsReferenced(ctx, ref)
+		if err == nil && !used {
+			err = b.Delete(ctx, d)
+		}
+		mu.Unlock()
+		if err != nil {
+			r.log.Warn("staged object not garbage-collected; it will be reported as an orphan",
+				"backend", ref.Backend, "digest", ref.Digest, "err", err)
+		}
+	}
+}
+
+// PackageView is a package with the locations of each of its files.
+type PackageView struct {
+	*store.Package
+	Locations map[string][]store.Location
+}
+
+// GetPackage returns name@version with its file locations.
+func (r *Registry) GetPackage(ctx context.Context, name, version string) (*PackageView, error) {
+	p, err := r.store.GetPackage(ctx, name, version)
+	if err != nil {
+		return nil, err
+	}
+	ds := make([]string, len(p.Files))
+	for i, f := range p.Files {
+		ds[i] = f.Digest
+	}
+	locs, err := r.store.LocationsOf(ctx, ds)
+	if err != nil {
+		return nil, err
+	}
+	return &PackageView{Package: p, Locations: locs}, nil
+}
+
+// Open reads [off, off+n) of a blob from the first backend that has it,
+// preferring verified locations and skipping failed ones.
+func (r *Registry) Open(ctx context.Context, d digest.Digest, off, n int64) (io.ReadCloser, error) {
+	locs, err := r.store.Locations(ctx, d.String())
+	if err != nil {
+		return nil, err
+	}
+	sort.SliceStable(locs, func(i, j int) bool { return rank(locs[i]) < rank(locs[j]) })
+	var errs []error
+	for _, l := range locs {
+		if l.Failed() {
+			continue
+		}
+		b, ok := r.backends[l.Backend]
+		if !ok {
+			errs = append(errs, fmt.Errorf("%w %q", ErrUnknownBackend, l.Backend))
+			continue
+		}
+		rc, err := b.Open(ctx, d, off, n)
+		if err == nil {
+			return rc, nil
+		}
+		if errors.Is(err, backends.ErrInvalidRange) || ctx.Err() != nil {
+			return nil, err
+		}
+		r.log.Warn("read from backend failed; trying the next location", "backend", l.Backend, "digest", d.String(), "err", err)
+		errs = append(errs, &BackendError{Backend: l.Backend, Err: err})
+	}
+	if len(errs) == 0 {
+		return nil, fmt.Errorf("%s: %w", d, ErrNoLocation)
+	}
+	return nil, fmt.Errorf("%s: %w: %w", d, ErrNoLocation, errors.Join(errs...))
+}
+
+func rank(l store.Location) int {
+	switch l.Status {
+	case store.StatusVerified:
+		return 0
+	case store.StatusStored:
+		return 1
+	}
+	return 2
+}
+
+// Health checks every backend, returning the failures by backend id.
+func (r *Registry) Health(ctx context.Context) map[string]error {
+	type result struct {
+		id  string
+		err error
+	}
+	ch := make(chan result, len(r.backends))
+	for id, b := range r.backends {
+		go func() { ch <- result{id, b.Health(ctx)} }()
+	}
+	out := map[string]error{}
+	for range r.backends {
+		res := <-ch
+		if res.err != nil {
+			out[res.id] = res.err
+		}
+	}
+	return out
+}

@@ -1,0 +1,34 @@
+package store
+
+// Every bbolt bucket the registry uses. All are created by migration 1.
+//
+// Keys sort the way they are scanned; separators are NUL because no name,
+// version, path or backend id may contain it.
+var (
+	// bucketMeta holds keySchemaVersion.
+	bucketMeta = []byte("meta")
+	// bucketPackages: name \x00 version -> packageRecord.
+	bucketPackages = []byte("packages")
+	// bucketVersions: name \x00 seq(8, big-endian) -> version. Scanned
+	// backwards to list a name's versions newest first.
+	bucketVersions = []byte("package_versions")
+	// bucketBlobs: digest ("sha256:hex") -> blobRecord.
+	bucketBlobs = []byte("blobs")
+	// bucketLocations: digest \x00 backend id -> locationRecord.
+	bucketLocations = []byte("storage_locations")
+	// bucketEvents: seq(8, big-endian) -> Event.
+	bucketEvents = []byte("events")
+	// bucketUploads: upload session id -> sessionRecord.
+	bucketUploads = []byte("upload_sessions")
+	// bucketUploadRefs: backend id \x00 digest \x00 session id -> empty.
+	// An object an open session has staged (or is staging) in a backend;
+	// garbage collection never deletes an object with a ref or a location.
+	bucketUploadRefs = []byte("upload_refs")
+)
+
+var keySchemaVersion = []byte("schema_version")
+
+func allBuckets() [][]byte {
+	return [][]byte{bucketMeta, bucketPackages, bucketVersions, bucketBlobs,
+		bucketLocations, bucketEvents, bucketUploads, bucketUploadRefs}
+}

@@ -1,0 +1,389 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Location statuses. A location starts "stored"; verification moves it to
+// one of the verdicts.
+const (
+	StatusStored     = "stored"
+	StatusVerified   = "verified"
+	StatusMismatch   = "mismatch"
+	StatusMissing    = "missing"
+	StatusUnreadable = "unreadable"
+)
+
+// Event types.
+const (
+	EventPackageCreated  = "v1.package.created"
+	EventLocationCreated = "v1.storage.location_created"
+)
+
+// File is one file of a committed package.
+type File struct {
+	Path      string `json:"path"`
+	Size      int64  `json:"size"`
+	Digest    string `json:"digest"` // "sha256:hex"
+	MediaType string `json:"media_type"`
+	// Backend is where the file was routed when the package was committed.
+	Backend string `json:"backend"`
+}
+
+// Package is a committed, immutable package version.
+type Package struct {
+	Name           string            `json:"name"`
+	Version        string            `json:"version"`
+	Producer       string            `json:"producer"`
+	RetentionClass string            `json:"retention_class"`
+	Labels         map[string]string `json:"labels,omitempty"`
+	CreatedAt      time.Time         `json:"created_at"`
+	Seq            uint64            `json:"seq"`
+	Files          []File            `json:"files"`
+}
+
+// Blob is content known to the registry.
+type Blob struct {
+	Digest    string    `json:"digest"`
+	Size      int64     `json:"size"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Location records that a backend holds a blob.
+type Location struct {
+	Digest         string     `json:"digest"`
+	Backend        string     `json:"backend"`
+	Size           int64      `json:"size"`
+	Status         string     `json:"status"`
+	StoredAt       time.Time  `json:"stored_at"`
+	LastVerifiedAt *time.Time `json:"last_verified_at,omitempty"`
+	LastError      string     `json:"last_error,omitempty"`
+}
+
+// Failed reports whether verification found the location bad.
+func (l Location) Failed() bool {
+	return l.Status == StatusMismatch || l.Status == StatusMissing || l.Status == StatusUnreadable
+}
+
+// GetPackage returns name@version or ErrNotFound.
+func (s *Store) GetPackage(ctx context.Context, name, version string) (*Package, error) {
+	var p *Package
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		p, err = getPackage(tx, name, version)
+		return err
+	})
+	return p, err
+}
+
+func getPackage(tx *bolt.Tx, name, version string) (*Package, error) {
+	v := tx.Bucket(bucketPackages).Get(joinKey(name, version))
+	if v == nil {
+		return nil, fmt.Errorf("package %s@%s: %w", name, version, ErrNotFound)
+	}
+	var p Package
+	if err := decode(v, &p); err != nil {
+		return nil, fmt.Errorf("package %s@%s: %w", name, version, err)
+	}
+	return &p, nil
+}
+
+// GetBlob returns the blob record of digest or ErrNotFound.
+func (s *Store) GetBlob(ctx context.Context, digest string) (*Blob, error) {
+	var b Blob
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketBlobs).Get([]byte(digest))
+		if v == nil {
+			return fmt.Errorf("blob %s: %w", digest, ErrNotFound)
+		}
+		return decode(v, &b)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &b, nil
+}
+
+// Locations returns every location of a digest, ordered by backend id.
+func (s *Store) Locations(ctx context.Context, digest string) ([]Location, error) {
+	var locs []Location
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		locs, err = locationsOf(tx, digest)
+		return err
+	})
+	return locs, err
+}
+
+// LocationsOf returns the locations of many digests in one transaction.
+func (s *Store) LocationsOf(ctx context.Context, digests []string) (map[string][]Location, error) {
+	out := make(map[string][]Location, len(digests))
+	err := s.db.View(func(tx *bolt.Tx) error {
+		for _, d := range digests {
+			if _, done := out[d]; done {
+				continue
+			}
+			locs, err := locationsOf(tx, d)
+			if err != nil {
+				return err
+			}
+			out[d] = locs
+		}
+		return nil
+	})
+	return out, err
+}
+
+func locationsOf(tx *bolt.Tx, digest string) ([]Location, error) {
+	prefix := append([]byte(digest), 0)
+	var locs []Location
+	c := tx.Bucket(bucketLocations).Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		var l Location
+		if err := decode(v, &l); err != nil {
+			return nil, fmt.Errorf("location %q: %w", k, err)
+		}
+		locs = append(locs, l)
+	}
+	return locs, nil
+}
+
+func getLocation(tx *bolt.Tx, digest, backend string) (*Location, error) {
+	v := tx.Bucket(bucketLocations).Get(joinKey(digest, backend))
+	if v == nil {
+		return nil, nil
+	}
+	var l Location
+	if err := decode(v, &l); err != nil {
+		return nil, fmt.Errorf("location %s on %s: %w", digest, backend, err)
+	}
+	return &l, nil
+}
+
+// HasLocation reports whether backend holds digest according to the
+// registry, with a status that is not a failed verdict.
+func (s *Store) HasLocation(ctx context.Context, digest, backend string) (bool, error) {
+	var ok bool
+	err := s.db.View(func(tx *bolt.Tx) error {
+		l, err := getLocation(tx, digest, backend)
+		ok = l != nil && !l.Failed()
+		return err
+	})
+	return ok, err
+}
+
+// Filter selects packages in ListPackages. Empty fields match everything.
+type Filter struct {
+	Name           string
+	Producer       string
+	RetentionClass string
+	Labels         map[string]string
+}
+
+func (f Filter) match(p *Package) bool {
+	if f.Name != "" && p.Name != f.Name {
+		return false
+	}
+	if f.Producer != "" && p.Producer != f.Producer {
+		return false
+	}
+	if f.RetentionClass != "" && p.RetentionClass != f.RetentionClass {
+		return false
+	}
+	for k, v := range f.Labels {
+		if pv, ok := p.Labels[k]; !ok || pv != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Page is one page of a listing; Next is empty on the last page.
+type Page struct {
+	Packages []*Package
+	Next     string
+}
+
+// ErrBadCursor is returned for a cursor this store did not produce.
+var ErrBadCursor = fmt.Errorf("invalid cursor")
+
+func encodeCursor(k []byte) string { return base64.RawURLEncoding.EncodeToString(k) }
+
+func decodeCursor(c string) ([]byte, error) {
+	k, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil || len(k) == 0 {
+		return nil, ErrBadCursor
+	}
+	return k, nil
+}
+
+// ListPackages returns packages matching f in name, then version order,
+// starting after cursor (empty: from the start).
+func (s *Store) ListPackages(ctx context.Context, f Filter, cursor string, limit int) (Page, error) {
+	var page Page
+	var start []byte
+	if cursor != "" {
+		k, err := decodeCursor(cursor)
+		if err != nil {
+			return page, err
+		}
+		start = k
+	}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketPackages).Cursor()
+		var k, v []byte
+		switch {
+		case start != nil:
+			k, v = c.Seek(start)
+			if k != nil && bytes.Equal(k, start) {
+				k, v = c.Next()
+			}
+		case f.Name != "":
+			k, v = c.Seek(append([]byte(f.Name), 0))
+		default:
+			k, v = c.First()
+		}
+		namePrefix := []byte(nil)
+		if f.Name != "" {
+			namePrefix = append([]byte(f.Name), 0)
+		}
+		for ; k != nil; k, v = c.Next() {
+			if namePrefix != nil && !bytes.HasPrefix(k, namePrefix) {
+				break
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			var p Package
+			if err := decode(v, &p); err != nil {
+				return fmt.Errorf("package %q: %w", k, err)
+			}
+			if !f.match(&p) {
+				continue
+			}
+			if len(page.Packages) == limit {
+				page.Next = encodeCursor(lastKey(page.Packages))
+				return nil
+			}
+			page.Packages = append(page.Packages, &p)
+		}
+		return nil
+	})
+	return page, err
+}
+
+func lastKey(ps []*Package) []byte {
+	p := ps[len(ps)-1]
+	return joinKey(p.Name, p.Version)
+}
+
+// ListVersions returns the versions of name, newest first.
+func (s *Store) ListVersions(ctx context.Context, name, cursor string, limit int) (Page, error) {
+	var page Page
+	prefix := append([]byte(name), 0)
+	var start []byte
+	if cursor != "" {
+		k, err := decodeCursor(cursor)
+		if err != nil || !bytes.HasPrefix(k, prefix) {
+			return page, ErrBadCursor
+		}
+		start = k
+	}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketVersions).Cursor()
+		var k, v []byte
+		if start != nil {
+			k, v = c.Seek(start)
+			k, v = c.Prev() // strictly before the cursor
+		} else {
+			// Position after the last key with this prefix.
+			end := append(append([]byte{}, prefix...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
+			k, v = c.Seek(end)
+			if k == nil {
+				k, v = c.Last()
+			} else {
+				k, v = c.Prev()
+			}
+		}
+		for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Prev() {
+			if len(page.Packages) == limit {
+				page.Next = encodeCursor(prevKey(page.Packages))
+				return nil
+			}
+			p, err := getPackage(tx, name, string(v))
+			if err != nil {
+				return err
+			}
+			page.Packages = append(page.Packages, p)
+		}
+		return nil
+	})
+	return page, err
+}
+
+func prevKey(ps []*Package) []byte {
+	p := ps[len(ps)-1]
+	k := append([]byte(p.Name), 0)
+	return binary.BigEndian.AppendUint64(k, p.Seq)
+}
+
+// BackendUsage is what the registry places on one backend.
+type BackendUsage struct {
+	Backend  string         `json:"backend"`
+	Blobs    int64          `json:"blobs"`
+	Bytes    int64          `json:"bytes"`
+	ByStatus map[string]int `json:"by_status"`
+}
+
+// Usage counts locations and bytes per backend.
+func (s *Store) Usage(ctx context.Context) (map[string]*BackendUsage, error) {
+	out := map[string]*BackendUsage{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketLocations).ForEach(func(k, v []byte) error {
+			var l Location
+			if err := decode(v, &l); err != nil {
+				return fmt.Errorf("location %q: %w", k, err)
+			}
+			u := out[l.Backend]
+			if u == nil {
+				u = &BackendUsage{Backend: l.Backend, ByStatus: map[string]int{}}
+				out[l.Backend] = u
+			}
+			u.Blobs++
+			u.Bytes += l.Size
+			u.ByStatus[l.Status]++
+			return nil
+		})
+	})
+	return out, err
+}
+
+// LocationsOn returns every location on one backend, sorted by digest.
+func (s *Store) LocationsOn(ctx context.Context, backend string) ([]Location, error) {
+	var locs []Location
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketLocations).ForEach(func(k, v []byte) error {
+			if !bytes.HasSuffix(k, append([]byte{0}, backend...)) {
+				return nil
+			}
+			var l Location
+			if err := decode(v, &l); err != nil {
+				return fmt.Errorf("location %q: %w", k, err)
+			}
+			if l.Backend == backend {
+				locs = append(locs, l)
+			}
+			return nil
+		})
+	})
+	sort.Slice(locs, func(i, j int) bool { return locs[i].Digest < locs[j].Digest })
+	return locs, err
+}

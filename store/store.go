@@ -1,0 +1,241 @@
+// Package store keeps the registry's metadata in an embedded bbolt database:
+// packages, blobs, storage locations, events and open upload sessions.
+//
+// The store never touches blob bytes and knows nothing of storage backends
+// beyond their ids.
+package store
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// Errors callers match with errors.Is.
+var (
+	ErrNotFound     = errors.New("not found")
+	ErrConflict     = errors.New("conflict")
+	ErrLocked       = errors.New("database is locked by another process")
+	ErrSchemaTooNew = errors.New("database schema is newer than this binary")
+	ErrCorrupt      = errors.New("corrupt record")
+)
+
+// encodingV1 is the first byte of every JSON value written by this binary.
+const encodingV1 byte = 1
+
+// Options configures Open.
+type Options struct {
+	// LockTimeout bounds the wait for bbolt's exclusive file lock.
+	LockTimeout time.Duration
+	// NoSync skips fsync on commit (tests and benchmarks only).
+	NoSync bool
+	// ReadOnly opens with a shared lock and never writes.
+	ReadOnly bool
+	// Logger receives migration and maintenance messages.
+	Logger *slog.Logger
+	// Now overrides the clock (tests).
+	Now func() time.Time
+	// EventSource is the CloudEvents "source" of every event.
+	EventSource string
+}
+
+// Store is the registry database. Safe for concurrent use.
+type Store struct {
+	db     *bolt.DB
+	path   string
+	log    *slog.Logger
+	now    func() time.Time
+	source string
+}
+
+// Open opens or creates the database at path and brings its schema up to
+// date. A database held by another process fails after LockTimeout with an
+// error wrapping ErrLocked that names the file.
+func Open(path string, opts Options) (*Store, error) {
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = 5 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.EventSource == "" {
+		opts.EventSource = "/artifactstore"
+	}
+	if !opts.ReadOnly {
+		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+			return nil, fmt.Errorf("open database: %w", err)
+		}
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:      opts.LockTimeout,
+		NoSync:       opts.NoSync,
+		ReadOnly:     opts.ReadOnly,
+		FreelistType: bolt.FreelistMapType,
+	})
+	if err != nil {
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			return nil, fmt.Errorf("open database %s: %w (waited %s for the bbolt file lock on %s; is another artifactstore process running?)",
+				path, ErrLocked, opts.LockTimeout, path)
+		}
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	s := &Store{db: db, path: path, log: opts.Logger, now: opts.Now, source: opts.EventSource}
+	if opts.ReadOnly {
+		err = s.checkSchemaReadOnly()
+	} else {
+		err = s.migrate()
+	}
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the database, flushing everything committed.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Path returns the database file path.
+func (s *Store) Path() string { return s.path }
+
+// DB exposes the bbolt handle for backup and consistency checks.
+func (s *Store) DB() *bolt.DB { return s.db }
+
+// migration upgrades the schema by one version. It runs in its own
+// transaction, which also records the new version.
+type migration struct {
+	name string
+	up   func(tx *bolt.Tx) error
+}
+
+// migrations are applied in order; index i upgrades version i to i+1.
+// Never edit or reorder a released migration: append a new one.
+var migrations = []migration{
+	{name: "create buckets", up: func(tx *bolt.Tx) error {
+		for _, b := range allBuckets() {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return fmt.Errorf("create bucket %s: %w", b, err)
+			}
+		}
+		return nil
+	}},
+}
+
+// SchemaVersion is the schema version this binary writes.
+func SchemaVersion() uint64 { return uint64(len(migrations)) }
+
+func readVersion(tx *bolt.Tx) uint64 {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		return 0
+	}
+	v := meta.Get(keySchemaVersion)
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+func (s *Store) migrate() error {
+	var current uint64
+	if err := s.db.View(func(tx *bolt.Tx) error { current = readVersion(tx); return nil }); err != nil {
+		return err
+	}
+	if current > SchemaVersion() {
+		return fmt.Errorf("open database %s: %w: schema version %d, this binary knows up to %d; upgrade the binary",
+			s.path, ErrSchemaTooNew, current, SchemaVersion())
+	}
+	for v := current; v < SchemaVersion(); v++ {
+		m := migrations[v]
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			if err := m.up(tx); err != nil {
+				return err
+			}
+			meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+			if err != nil {
+				return err
+			}
+			return meta.Put(keySchemaVersion, u64(v+1))
+		})
+		if err != nil {
+			return fmt.Errorf("migrate database %s to schema %d (%s): %w", s.path, v+1, m.name, err)
+		}
+		s.log.Info("database migrated", "path", s.path, "schema_version", v+1, "migration", m.name)
+	}
+	return nil
+}
+
+func (s *Store) checkSchemaReadOnly() error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		v := readVersion(tx)
+		if v > SchemaVersion() {
+			return fmt.Errorf("open database %s: %w: schema version %d, this binary knows up to %d", s.path, ErrSchemaTooNew, v, SchemaVersion())
+		}
+		if v < SchemaVersion() {
+			return fmt.Errorf("open database %s read-only: schema version %d needs migrating to %d; open it read-write once", s.path, v, SchemaVersion())
+		}
+		return nil
+	})
+}
+
+func u64(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
+}
+
+func encode(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte{encodingV1}, b...), nil
+}
+
+// decode copies nothing: json.Unmarshal copies what it keeps, so it is safe
+// on bytes that are only valid inside the transaction.
+func decode(b []byte, v any) error {
+	if len(b) == 0 || b[0] != encodingV1 {
+		return fmt.Errorf("%w: unknown value encoding", ErrCorrupt)
+	}
+	if err := json.Unmarshal(b[1:], v); err != nil {
+		return fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return nil
+}
+
+func newID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on Linux
+	}
+	return hex.EncodeToString(b[:])
+}
+
+func joinKey(parts ...string) []byte {
+	n := len(parts) - 1
+	for _, p := range parts {
+		n += len(p)
+	}
+	k := make([]byte, 0, n)
+	for i, p := range parts {
+		if i > 0 {
+			k = append(k, 0)
+		}
+		k = append(k, p...)
+	}
+	return k
+}

@@ -1,0 +1,379 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Upload-session errors.
+var (
+	ErrSessionExpired = errors.New("upload session expired")
+	ErrIncomplete     = errors.New("upload incomplete")
+	ErrNotNeeded      = errors.New("content not part of this upload session")
+)
+
+// Session is an open publish: the draft package and which contents the
+// client still has to upload.
+type Session struct {
+	ID        string    `json:"id"`
+	Draft     Package   `json:"draft"`
+	Needed    []string  `json:"needed"`   // digests the client must upload
+	Uploaded  []string  `json:"uploaded"` // digests stored in the backend
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Ref names an object an upload session staged in a backend.
+type Ref struct {
+	Backend string
+	Digest  string
+}
+
+// CreateSession opens an upload session for draft. needed lists digests the
+// client must upload (each file's backend is in draft.Files).
+func (s *Store) CreateSession(ctx context.Context, draft Package, needed []string, ttl time.Duration) (*Session, error) {
+	now := s.now().UTC()
+	sess := &Session{ID: newID(), Draft: draft, Needed: needed, Uploaded: []string{}, CreatedAt: now, ExpiresAt: now.Add(ttl)}
+	v, err := encode(sess)
+	if err != nil {
+		return nil, err
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketUploads).Put([]byte(sess.ID), v)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create upload session: %w", err)
+	}
+	return sess, nil
+}
+
+// GetSession returns an open session or ErrNotFound / ErrSessionExpired.
+func (s *Store) GetSession(ctx context.Context, id string) (*Session, error) {
+	var sess *Session
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		sess, err = s.liveSession(tx, id)
+		return err
+	})
+	return sess, err
+}
+
+func getSession(tx *bolt.Tx, id string) (*Session, error) {
+	v := tx.Bucket(bucketUploads).Get([]byte(id))
+	if v == nil {
+		return nil, fmt.Errorf("upload session %q: %w", id, ErrNotFound)
+	}
+	var sess Session
+	if err := decode(v, &sess); err != nil {
+		return nil, fmt.Errorf("upload session %q: %w", id, err)
+	}
+	return &sess, nil
+}
+
+func (s *Store) liveSession(tx *bolt.Tx, id string) (*Session, error) {
+	sess, err := getSession(tx, id)
+	if err != nil {
+		return nil, err
+	}
+	if !s.now().Before(sess.ExpiresAt) {
+		return nil, fmt.Errorf("upload session %q: %w at %s", id, ErrSessionExpired, sess.ExpiresAt.Format(time.RFC3339))
+	}
+	return sess, nil
+}
+
+// BackendOf returns the backend a session routes digest to.
+func (sess *Session) BackendOf(digest string) (string, bool) {
+	for _, f := range sess.Draft.Files {
+		if f.Digest == digest {
+			return f.Backend, true
+		}
+	}
+	return "", false
+}
+
+// AddUploadRef records, before any byte is written, that the session is
+// staging digest in its backend. From then on garbage collection of other
+// sessions leaves that object alone. It fails for a digest the session does
+// not need.
+func (s *Store) AddUploadRef(ctx context.Context, id, digest string) (Ref, error) {
+	var ref Ref
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		sess, err := s.liveSession(tx, id)
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(sess.Needed, digest) {
+			return fmt.Errorf("%s in upload session %q: %w", digest, id, ErrNotNeeded)
+		}
+		backend, _ := sess.BackendOf(digest)
+		ref = Ref{Backend: backend, Digest: digest}
+		return tx.Bucket(bucketUploadRefs).Put(joinKey(backend, digest, id), nil)
+	})
+	return ref, err
+}
+
+// MarkUploaded records that digest is now stored for the session.
+func (s *Store) MarkUploaded(ctx context.Context, id, digest string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		sess, err := s.liveSession(tx, id)
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(sess.Uploaded, digest) {
+			sess.Uploaded = append(sess.Uploaded, digest)
+		}
+		return putSession(tx, sess)
+	})
+}
+
+func putSession(tx *bolt.Tx, sess *Session) error {
+	v, err := encode(sess)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketUploads).Put([]byte(sess.ID), v)
+}
+
+// deleteSession removes a session and its refs, returning the refs.
+func deleteSession(tx *bolt.Tx, id string) ([]Ref, error) {
+	sess, err := getSession(tx, id)
+	if err != nil {
+		return nil, err
+	}
+	var refs []Ref
+	rb := tx.Bucket(bucketUploadRefs)
+	for _, d := range sess.Needed {
+		backend, _ := sess.BackendOf(d)
+		k := joinKey(backend, d, id)
+		if rb.Get(k) != nil {
+			refs = append(refs, Ref{Backend: backend, Digest: d})
+			if err := rb.Delete(k); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return refs, tx.Bucket(bucketUploads).Delete([]byte(id))
+}
+
+// DropSession deletes a session and returns the objects it staged, which
+// the caller must garbage-collect (see IsReferenced).
+func (s *Store) DropSession(ctx context.Context, id string) ([]Ref, error) {
+	var refs []Ref
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		var err error
+		refs, err = deleteSession(tx, id)
+		return err
+	})
+	return refs, err
+}
+
+// SessionIDs returns the ids of sessions expired at now, or of all sessions
+// when all is true.
+func (s *Store) SessionIDs(ctx context.Context, all bool) ([]string, error) {
+	var ids []string
+	now := s.now()
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketUploads).ForEach(func(k, v []byte) error {
+			var sess Session
+			if err := decode(v, &sess); err != nil {
+				// An undecodable session is garbage too.
+				ids = append(ids, string(k))
+				return nil
+			}
+			if all || !now.Before(sess.ExpiresAt) {
+				ids = append(ids, string(k))
+			}
+			return nil
+		})
+	})
+	return ids, err
+}
+
+// IsReferenced reports whether the registry still needs the object: a
+// location records it, or an open session stages it.
+func (s *Store) IsReferenced(ctx context.Context, ref Ref) (bool, error) {
+	var yes bool
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketLocations).Get(joinKey(ref.Digest, ref.Backend)) != nil {
+			yes = true
+			return nil
+		}
+		prefix := append(joinKey(ref.Backend, ref.Digest), 0)
+		k, _ := tx.Bucket(bucketUploadRefs).Cursor().Seek(prefix)
+		yes = k != nil && bytes.HasPrefix(k, prefix)
+		return nil
+	})
+	return yes, err
+}
+
+// CommitResult is the outcome of Commit.
+type CommitResult struct {
+	Package *Package
+	// Created is false when an identical package already existed.
+	Created bool
+	// Garbage lists staged objects the session no longer references; the
+	// caller garbage-collects them (normally empty on success).
+	Garbage []Ref
+}
+
+// Commit makes the session's package visible atomically: package, blobs,
+// new locations and their events are written in one transaction, and the
+// session is removed. Committing an identical existing package succeeds
+// with Created false; a different one fails with ErrConflict (and the
+// session is dropped, its refs returned for garbage collection).
+func (s *Store) Commit(ctx context.Context, id string) (CommitResult, error) {
+	var res CommitResult
+	var conflict error
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		res, conflict = CommitResult{}, nil
+		sess, err := s.liveSession(tx, id)
+		if err != nil {
+			return err
+		}
+		draft := sess.Draft
+		if existing, err := getPackage(tx, draft.Name, draft.Version); err == nil {
+			refs, err := deleteSession(tx, id)
+			if err != nil {
+				return err
+			}
+			res.Garbage = refs
+			if SamePackage(existing, &draft) {
+				res.Package = existing
+				return nil
+			}
+			conflict = fmt.Errorf("package %s@%s already exists with different content: %w", draft.Name, draft.Version, ErrConflict)
+			return nil
+		} else if !errors.Is(err, ErrNotFound) {
+			return err
+		}
+
+		var missing []string
+		for _, f := range draft.Files {
+			l, err := getLocation(tx, f.Digest, f.Backend)
+			if err != nil {
+				return err
+			}
+			if (l == nil || l.Failed()) && !slices.Contains(sess.Uploaded, f.Digest) {
+				missing = append(missing, f.Path)
+			}
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("%w: not uploaded yet: %s", ErrIncomplete, strings.Join(missing, ", "))
+		}
+
+		now := s.now().UTC()
+		blobs, locs := tx.Bucket(bucketBlobs), tx.Bucket(bucketLocations)
+		for _, f := range draft.Files {
+			if blobs.Get([]byte(f.Digest)) == nil {
+				v, err := encode(Blob{Digest: f.Digest, Size: f.Size, CreatedAt: now})
+				if err != nil {
+					return err
+				}
+				if err := blobs.Put([]byte(f.Digest), v); err != nil {
+					return err
+				}
+			}
+			lk := joinKey(f.Digest, f.Backend)
+			if locs.Get(lk) != nil {
+				continue
+			}
+			loc := Location{Digest: f.Digest, Backend: f.Backend, Size: f.Size, Status: StatusStored, StoredAt: now}
+			v, err := encode(loc)
+			if err != nil {
+				return err
+			}
+			if err := locs.Put(lk, v); err != nil {
+				return err
+			}
+			if err := s.appendEvent(tx, EventLocationCreated, f.Digest, loc); err != nil {
+				return err
+			}
+		}
+
+		pkgs := tx.Bucket(bucketPackages)
+		seq, err := pkgs.NextSequence()
+		if err != nil {
+			return err
+		}
+		pkg := draft
+		pkg.Seq, pkg.CreatedAt = seq, now
+		v, err := encode(&pkg)
+		if err != nil {
+			return err
+		}
+		if err := pkgs.Put(joinKey(pkg.Name, pkg.Version), v); err != nil {
+			return err
+		}
+		vk := append([]byte(pkg.Name), 0)
+		if err := tx.Bucket(bucketVersions).Put(u64Append(vk, seq), []byte(pkg.Version)); err != nil {
+			return err
+		}
+		if err := s.appendEvent(tx, EventPackageCreated, pkg.Name+"@"+pkg.Version, packageEventData(&pkg)); err != nil {
+			return err
+		}
+		refs, err := deleteSession(tx, id)
+		if err != nil {
+			return err
+		}
+		// Refs of files now located are not garbage; IsReferenced will say so.
+		res = CommitResult{Package: &pkg, Created: true, Garbage: refs}
+		return nil
+	})
+	if err != nil {
+		return CommitResult{}, err
+	}
+	if conflict != nil {
+		return res, conflict
+	}
+	return res, nil
+}
+
+// SamePackage reports whether two packages have the same declared content.
+func SamePackage(a, b *Package) bool {
+	if a.Name != b.Name || a.Version != b.Version || a.Producer != b.Producer ||
+		a.RetentionClass != b.RetentionClass || len(a.Labels) != len(b.Labels) || len(a.Files) != len(b.Files) {
+		return false
+	}
+	for k, v := range a.Labels {
+		if bv, ok := b.Labels[k]; !ok || bv != v {
+			return false
+		}
+	}
+	for i := range a.Files {
+		fa, fb := a.Files[i], b.Files[i]
+		if fa.Path != fb.Path || fa.Size != fb.Size || fa.Digest != fb.Digest || fa.MediaType != fb.MediaType {
+			return false
+		}
+	}
+	return true
+}
+
+func u64Append(b []byte, v uint64) []byte {
+	return append(b, u64(v)...)
+}
+
+type packageEvent struct {
+	Name           string            `json:"name"`
+	Version        string            `json:"version"`
+	Producer       string            `json:"producer"`
+	RetentionClass string            `json:"retention_class"`
+	Labels         map[string]string `json:"labels,omitempty"`
+	Files          int               `json:"files"`
+	Bytes          int64             `json:"bytes"`
+}
+
+func packageEventData(p *Package) packageEvent {
+	e := packageEvent{Name: p.Name, Version: p.Version, Producer: p.Producer,
+		RetentionClass: p.RetentionClass, Labels: p.Labels, Files: len(p.Files)}
+	for _, f := range p.Files {
+		e.Bytes += f.Size
+	}
+	return e
+}

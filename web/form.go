@@ -1,0 +1,214 @@
+package web
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"os"
+	"strings"
+
+	"artifactstore/internal/digest"
+	"artifactstore/internal/manifest"
+)
+
+// formMeta is the "manifest" part of a one-request publish: everything but
+// the files, which follow as parts of their own.
+type formMeta struct {
+	Name           string            `json:"name"`
+	Version        string            `json:"version"`
+	Producer       string            `json:"producer"`
+	RetentionClass string            `json:"retention_class"`
+	Labels         map[string]string `json:"labels,omitempty"`
+}
+
+type spooled struct {
+	file   manifest.File
+	tmp    string
+	digest digest.Digest
+}
+
+// publishForm is the one-request publish for curl users:
+//
+//	curl -F 'manifest={"name":"app","version":"1.0","producer":"ci","retention_class":"release"}' \
+//	     -F 'file=@build/app.tar.gz;filename=dist/app.tar.gz' http://host/v1/packages
+//
+// The "manifest" part comes first; every "file" part's filename is the
+// file's path in the package (curl's ;filename= sets it). Each file is
+// spooled to a temporary file while hashed, then published through the same
+// begin/upload/commit steps as the staged protocol, all or nothing.
+func (s *Server) publishForm(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "multipart/form-data" || params["boundary"] == "" {
+		s.fail(w, r, newErr(http.StatusUnsupportedMediaType, "unsupported_media_type",
+			"a one-request publish is multipart/form-data with a manifest part and file parts; use /v1/uploads for the staged protocol"))
+		return
+	}
+	mr := multipart.NewReader(r.Body, params["boundary"])
+	var files []*spooled
+	defer func() {
+		for _, f := range files {
+			os.Remove(f.tmp)
+		}
+	}()
+	var meta *formMeta
+	for {
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			s.fail(w, r, badForm(err))
+			return
+		}
+		switch part.FormName() {
+		case "manifest":
+			if meta != nil {
+				s.fail(w, r, newErr(http.StatusBadRequest, manifest.CodeInvalidJSON, "more than one manifest part"))
+				return
+			}
+			meta = &formMeta{}
+			dec := json.NewDecoder(io.LimitReader(part, s.opts.MaxManifestBytes))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(meta); err != nil {
+				s.fail(w, r, newErr(http.StatusBadRequest, manifest.CodeInvalidJSON, "malformed manifest part: "+err.Error()))
+				return
+			}
+		case "file":
+			if meta == nil {
+				s.fail(w, r, newErr(http.StatusBadRequest, "invalid_form", "the manifest part must come before the file parts"))
+				return
+			}
+			name := rawFilename(part)
+			if err := manifest.ValidatePath(name); err != nil {
+				err.Field = "file part filename"
+				s.fail(w, r, err)
+				return
+			}
+			sp, err := s.spool(part, name)
+			if sp != nil {
+				files = append(files, sp)
+			}
+			if err != nil {
+				s.fail(w, r, badForm(err))
+				return
+			}
+		default:
+			s.fail(w, r, newErr(http.StatusBadRequest, "invalid_form", fmt.Sprintf("unexpected form part %q (want manifest, file)", part.FormName())))
+			return
+		}
+	}
+	if meta == nil {
+		s.fail(w, r, newErr(http.StatusBadRequest, "invalid_form", "no manifest part"))
+		return
+	}
+	m := &manifest.Manifest{Name: meta.Name, Version: meta.Version, Producer: meta.Producer,
+		RetentionClass: meta.RetentionClass, Labels: meta.Labels, Files: []manifest.File{}}
+	for _, f := range files {
+		m.Files = append(m.Files, f.file)
+	}
+	res, err := s.reg.Begin(r.Context(), m)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if res.Existing != nil {
+		view, err := s.reg.GetPackage(r.Context(), res.Existing.Name, res.Existing.Version)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, viewJSON(view))
+		return
+	}
+	id := res.Session.ID
+	committed := false
+	defer func() {
+		if !committed {
+			s.reg.Abort(r.Context(), id)
+		}
+	}()
+	for _, need := range res.Needed {
+		for _, f := range files {
+			if f.file.SHA256 != need.SHA256 {
+				continue
+			}
+			if err := s.uploadSpooled(r, id, f); err != nil {
+				s.fail(w, r, err)
+				return
+			}
+			break
+		}
+	}
+	pkg, created, err := s.reg.Commit(r.Context(), id)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	committed = true
+	view, err := s.reg.GetPackage(r.Context(), pkg.Name, pkg.Version)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	status := http.StatusCreated
+	if !created {
+		status = http.StatusOK
+	}
+	w.Header().Set("Location", "/v1/packages/"+pkg.Name+"/"+pkg.Version)
+	writeJSON(w, status, viewJSON(view))
+}
+
+func (s *Server) uploadSpooled(r *http.Request, id string, f *spooled) error {
+	fh, err := os.Open(f.tmp)
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
+	return s.reg.Upload(r.Context(), id, f.digest, f.file.Size, fh)
+}
+
+func (s *Server) spool(part io.Reader, path string) (*spooled, error) {
+	if err := os.MkdirAll(s.opts.SpoolDir, 0o750); err != nil {
+		return nil, err
+	}
+	tmp, err := os.CreateTemp(s.opts.SpoolDir, "form-*")
+	if err != nil {
+		return nil, err
+	}
+	sp := &spooled{tmp: tmp.Name()}
+	h := digest.NewHasher()
+	n, err := io.CopyBuffer(io.MultiWriter(tmp, h), part, make([]byte, 1<<20))
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return sp, err
+	}
+	sp.digest = h.Digest()
+	sp.file = manifest.File{Path: path, Size: n, SHA256: sp.digest.Hex}
+	return sp, nil
+}
+
+// rawFilename returns the filename parameter exactly as sent: Go's
+// Part.FileName keeps only the last path element, but here the filename is
+// the file's path inside the package.
+func rawFilename(p *multipart.Part) string {
+	_, params, err := mime.ParseMediaType(p.Header.Get("Content-Disposition"))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(params["filename"])
+}
+
+func badForm(err error) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return err
+	}
+	return newErr(http.StatusBadRequest, "invalid_form", "malformed multipart body: "+err.Error())
+}

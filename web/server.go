@@ -1,0 +1,542 @@
+// Package web serves the HTTP API. It speaks of packages, files, digests,
+// backends and locations only; it never sees how a backend stores bytes.
+package web
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"artifactstore/internal/digest"
+	"artifactstore/internal/manifest"
+	"artifactstore/internal/registry"
+	"artifactstore/store"
+)
+
+// Registry is what the API needs from the registry.
+type Registry interface {
+	Begin(ctx context.Context, m *manifest.Manifest) (*registry.BeginResult, error)
+	Upload(ctx context.Context, sessionID string, d digest.Digest, size int64, body io.Reader) error
+	Commit(ctx context.Context, sessionID string) (*store.Package, bool, error)
+	Abort(ctx context.Context, sessionID string) error
+	GetPackage(ctx context.Context, name, version string) (*registry.PackageView, error)
+	Open(ctx context.Context, d digest.Digest, off, n int64) (io.ReadCloser, error)
+	Health(ctx context.Context) map[string]error
+	Store() *store.Store
+}
+
+// Options configures the API.
+type Options struct {
+	// MaxBodyBytes bounds one uploaded file and one one-request publish.
+	MaxBodyBytes int64
+	// MaxManifestBytes bounds the JSON manifest of a publish.
+	MaxManifestBytes int64
+	// SpoolDir holds files of one-request publishes until they are hashed.
+	SpoolDir string
+	Logger   *slog.Logger
+	// Ready reports whether the database is open; nil means always.
+	Ready func(ctx context.Context) error
+}
+
+// Server is the HTTP API.
+type Server struct {
+	reg  Registry
+	opts Options
+	log  *slog.Logger
+	mux  *http.ServeMux
+}
+
+// New builds the API handler.
+func New(reg Registry, opts Options) *Server {
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 10 << 30
+	}
+	if opts.MaxManifestBytes <= 0 {
+		opts.MaxManifestBytes = 4 << 20
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{reg: reg, opts: opts, log: opts.Logger, mux: http.NewServeMux()}
+	s.routes()
+	return s
+}
+
+func (s *Server) routes() {
+	m := s.mux
+	m.HandleFunc("GET /healthz", s.healthz)
+	m.HandleFunc("GET /readyz", s.readyz)
+	m.HandleFunc("POST /v1/uploads", s.begin)
+	m.HandleFunc("PUT /v1/uploads/{id}/blobs/{digest}", s.upload)
+	m.HandleFunc("POST /v1/uploads/{id}/commit", s.commit)
+	m.HandleFunc("DELETE /v1/uploads/{id}", s.abort)
+	m.HandleFunc("POST /v1/packages", s.publishForm)
+	m.HandleFunc("GET /v1/packages", s.listPackages)
+	m.HandleFunc("GET /v1/packages/{name}", s.listVersions)
+	m.HandleFunc("GET /v1/packages/{name}/{version}", s.getPackage)
+	m.HandleFunc("GET /v1/packages/{name}/{version}/files/{path...}", s.getFile)
+	m.HandleFunc("GET /v1/blobs/{digest}", s.getBlob)
+	m.HandleFunc("GET /v1/events", s.events)
+	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.fail(w, r, newErr(http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path))
+	})
+}
+
+// Handle mounts an extra handler (metrics, admin) on the API's mux.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// ServeHTTP adds a request id and an access log line to every request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	id := r.Header.Get("X-Request-Id")
+	if id == "" || len(id) > 64 {
+		var b [8]byte
+		rand.Read(b[:])
+		id = hex.EncodeToString(b[:])
+	}
+	log := s.log.With("request_id", id)
+	r = r.WithContext(context.WithValue(r.Context(), logKey{}, log))
+	w.Header().Set("X-Request-Id", id)
+	rw := &recorder{ResponseWriter: w, status: http.StatusOK}
+	s.mux.ServeHTTP(rw, r)
+	log.Info("access", "method", r.Method, "path", r.URL.Path, "status", rw.status,
+		"bytes_in", r.ContentLength, "bytes_out", rw.n, "duration_ms", time.Since(start).Milliseconds(),
+		"remote", r.RemoteAddr)
+}
+
+type logKey struct{}
+
+func loggerFrom(ctx context.Context, fallback *slog.Logger) *slog.Logger {
+	if l, ok := ctx.Value(logKey{}).(*slog.Logger); ok {
+		return l
+	}
+	return fallback
+}
+
+type recorder struct {
+	http.ResponseWriter
+	status int
+	n      int64
+	wrote  bool
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if !r.wrote {
+		r.status, r.wrote = code, true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	r.wrote = true
+	n, err := r.ResponseWriter.Write(p)
+	r.n += int64(n)
+	return n, err
+}
+
+// ReadFrom keeps sendfile-style fast paths of the underlying writer.
+func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
+	r.wrote = true
+	n, err := io.Copy(r.ResponseWriter, src)
+	r.n += n
+	return n, err
+}
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	body := map[string]any{"status": "ready"}
+	status := http.StatusOK
+	if s.opts.Ready != nil {
+		if err := s.opts.Ready(ctx); err != nil {
+			status = http.StatusServiceUnavailable
+			body["status"] = "not_ready"
+			body["database"] = err.Error()
+		}
+	}
+	down := map[string]string{}
+	for id, err := range s.reg.Health(ctx) {
+		down[id] = err.Error()
+	}
+	if len(down) > 0 {
+		status = http.StatusServiceUnavailable
+		body["status"] = "not_ready"
+		body["backends_down"] = down
+	}
+	writeJSON(w, status, body)
+}
+
+// beginResponse answers POST /v1/uploads.
+type beginResponse struct {
+	Status       string                `json:"status"` // "open" or "exists"
+	UploadID     string                `json:"upload_id,omitempty"`
+	ExpiresAt    *time.Time            `json:"expires_at,omitempty"`
+	Backend      string                `json:"backend"`
+	Needed       []registry.NeededFile `json:"needed"`
+	SkippedBytes int64                 `json:"skipped_bytes"`
+	UploadURL    string                `json:"upload_url,omitempty"`
+	CommitURL    string                `json:"commit_url,omitempty"`
+	Package      *packageJSON          `json:"package,omitempty"`
+}
+
+func (s *Server) begin(w http.ResponseWriter, r *http.Request) {
+	m, err := manifest.Decode(r.Body, s.opts.MaxManifestBytes)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	res, err := s.reg.Begin(r.Context(), m)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if res.Existing != nil {
+		view, err := s.reg.GetPackage(r.Context(), res.Existing.Name, res.Existing.Version)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, beginResponse{Status: "exists", Backend: res.Backend, Needed: []registry.NeededFile{}, Package: viewJSON(view)})
+		return
+	}
+	id := res.Session.ID
+	exp := res.Session.ExpiresAt
+	writeJSON(w, http.StatusCreated, beginResponse{
+		Status: "open", UploadID: id, ExpiresAt: &exp, Backend: res.Backend,
+		Needed: res.Needed, SkippedBytes: res.SkippedBytes,
+		UploadURL: "/v1/uploads/" + id + "/blobs/{digest}",
+		CommitURL: "/v1/uploads/" + id + "/commit",
+	})
+}
+
+func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
+	d, err := digest.Parse(r.PathValue("digest"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if r.ContentLength < 0 {
+		s.fail(w, r, newErr(http.StatusLengthRequired, "length_required", "an upload needs a Content-Length header"))
+		return
+	}
+	if r.ContentLength > s.opts.MaxBodyBytes {
+		s.fail(w, r, &http.MaxBytesError{Limit: s.opts.MaxBodyBytes})
+		return
+	}
+	body := http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+	if err := s.reg.Upload(r.Context(), r.PathValue("id"), d, r.ContentLength, body); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"digest": d.String(), "size": r.ContentLength})
+}
+
+func (s *Server) commit(w http.ResponseWriter, r *http.Request) {
+	pkg, created, err := s.reg.Commit(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	view, err := s.reg.GetPackage(r.Context(), pkg.Name, pkg.Version)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	status := http.StatusCreated
+	if !created {
+		status = http.StatusOK
+	}
+	w.Header().Set("Location", "/v1/packages/"+pkg.Name+"/"+pkg.Version)
+	writeJSON(w, status, viewJSON(view))
+}
+
+func (s *Server) abort(w http.ResponseWriter, r *http.Request) {
+	if err := s.reg.Abort(r.Context(), r.PathValue("id")); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// locationJSON is one place a file's content is stored.
+type locationJSON struct {
+	Backend        string     `json:"backend"`
+	Status         string     `json:"status"`
+	StoredAt       time.Time  `json:"stored_at"`
+	LastVerifiedAt *time.Time `json:"last_verified_at"`
+}
+
+type fileJSON struct {
+	Path      string         `json:"path"`
+	Size      int64          `json:"size"`
+	SHA256    string         `json:"sha256"`
+	Digest    string         `json:"digest"`
+	MediaType string         `json:"media_type"`
+	Locations []locationJSON `json:"locations,omitempty"`
+}
+
+type packageJSON struct {
+	Name           string            `json:"name"`
+	Version        string            `json:"version"`
+	Producer       string            `json:"producer"`
+	RetentionClass string            `json:"retention_class"`
+	Labels         map[string]string `json:"labels"`
+	CreatedAt      time.Time         `json:"created_at"`
+	Files          []fileJSON        `json:"files"`
+	FileCount      int               `json:"file_count"`
+	TotalBytes     int64             `json:"total_bytes"`
+}
+
+func packageSummary(p *store.Package, withFiles bool) *packageJSON {
+	out := &packageJSON{Name: p.Name, Version: p.Version, Producer: p.Producer,
+		RetentionClass: p.RetentionClass, Labels: p.Labels, CreatedAt: p.CreatedAt, FileCount: len(p.Files)}
+	if out.Labels == nil {
+		out.Labels = map[string]string{}
+	}
+	for _, f := range p.Files {
+		out.TotalBytes += f.Size
+		if withFiles {
+			out.Files = append(out.Files, fileJSON{Path: f.Path, Size: f.Size, SHA256: strings.TrimPrefix(f.Digest, "sha256:"),
+				Digest: f.Digest, MediaType: f.MediaType})
+		}
+	}
+	return out
+}
+
+func viewJSON(v *registry.PackageView) *packageJSON {
+	out := packageSummary(v.Package, true)
+	for i := range out.Files {
+		for _, l := range v.Locations[out.Files[i].Digest] {
+			out.Files[i].Locations = append(out.Files[i].Locations, locationJSON{
+				Backend: l.Backend, Status: l.Status, StoredAt: l.StoredAt, LastVerifiedAt: l.LastVerifiedAt})
+		}
+	}
+	if out.Files == nil {
+		out.Files = []fileJSON{}
+	}
+	return out
+}
+
+func (s *Server) getPackage(w http.ResponseWriter, r *http.Request) {
+	view, err := s.reg.GetPackage(r.Context(), r.PathValue("name"), r.PathValue("version"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, viewJSON(view))
+}
+
+func (s *Server) getFile(w http.ResponseWriter, r *http.Request) {
+	p, err := s.reg.Store().GetPackage(r.Context(), r.PathValue("name"), r.PathValue("version"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	path := r.PathValue("path")
+	for _, f := range p.Files {
+		if f.Path == path {
+			d, err := digest.Parse(f.Digest)
+			if err != nil {
+				s.fail(w, r, err)
+				return
+			}
+			s.serveContent(w, r, d, f.Size, f.MediaType)
+			return
+		}
+	}
+	s.fail(w, r, newErr(http.StatusNotFound, "not_found", fmt.Sprintf("package %s@%s has no file %q", p.Name, p.Version, path)))
+}
+
+func (s *Server) getBlob(w http.ResponseWriter, r *http.Request) {
+	d, err := digest.Parse(r.PathValue("digest"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	b, err := s.reg.Store().GetBlob(r.Context(), d.String())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.serveContent(w, r, d, b.Size, "application/octet-stream")
+}
+
+// serveContent writes a blob with ETag, Repr-Digest, conditional requests
+// and single byte ranges. HEAD gets the headers only.
+func (s *Server) serveContent(w http.ResponseWriter, r *http.Request, d digest.Digest, size int64, mediaType string) {
+	etag := `"` + d.String() + `"`
+	h := w.Header()
+	h.Set("ETag", etag)
+	h.Set("Accept-Ranges", "bytes")
+	h.Set("Cache-Control", "public, max-age=31536000, immutable")
+	if raw, err := hex.DecodeString(d.Hex); err == nil {
+		h.Set("Repr-Digest", "sha-256=:"+base64.StdEncoding.EncodeToString(raw)+":")
+	}
+	if inm := r.Header.Get("If-None-Match"); inm != "" && etagMatch(inm, etag) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	off, n, status := int64(0), size, http.StatusOK
+	rangeHdr := r.Header.Get("Range")
+	if ir := r.Header.Get("If-Range"); ir != "" && ir != etag {
+		rangeHdr = ""
+	}
+	if rangeHdr != "" {
+		br, ok, err := parseRange(rangeHdr, size)
+		if err != nil {
+			h.Set("Content-Range", "bytes */"+itoa(size))
+			s.fail(w, r, newErr(http.StatusRequestedRangeNotSatisfiable, "range_not_satisfiable",
+				fmt.Sprintf("range %q selects nothing of %d bytes", rangeHdr, size)))
+			return
+		}
+		if ok {
+			off, n, status = br.Start, br.Length, http.StatusPartialContent
+			h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, size))
+		}
+	}
+	rc, err := s.reg.Open(r.Context(), d, off, n)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	defer rc.Close()
+	h.Set("Content-Type", mediaType)
+	h.Set("Content-Length", itoa(n))
+	w.WriteHeader(status)
+	if r.Method == http.MethodHead {
+		return
+	}
+	buf := make([]byte, 1<<20)
+	if _, err := io.CopyBuffer(writerOnly{w}, rc, buf); err != nil {
+		// The status is sent; all we can do is cut the connection short,
+		// which the client sees as a body shorter than Content-Length.
+		loggerFrom(r.Context(), s.log).Warn("response body aborted", "digest", d.String(), "err", err)
+	}
+}
+
+// writerOnly hides ReadFrom so CopyBuffer uses our large buffer.
+type writerOnly struct{ io.Writer }
+
+func etagMatch(header, etag string) bool {
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimSpace(t)
+		if t == "*" || t == etag || strings.TrimPrefix(t, "W/") == etag {
+			return true
+		}
+	}
+	return false
+}
+
+func limitParam(r *http.Request) (int, error) {
+	v := r.URL.Query().Get("limit")
+	if v == "" {
+		return 100, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 1000 {
+		return 0, newErr(http.StatusBadRequest, "invalid_limit", "limit must be an integer from 1 to 1000")
+	}
+	return n, nil
+}
+
+func (s *Server) listPackages(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit, err := limitParam(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	f := store.Filter{Name: q.Get("name"), Producer: q.Get("producer"), RetentionClass: q.Get("retention_class")}
+	for _, l := range q["label"] {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok {
+			s.fail(w, r, newErr(http.StatusBadRequest, manifest.CodeInvalidLabel, "label filter must be key=value"))
+			return
+		}
+		if f.Labels == nil {
+			f.Labels = map[string]string{}
+		}
+		f.Labels[k] = v
+	}
+	page, err := s.reg.Store().ListPackages(r.Context(), f, q.Get("cursor"), limit)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writePage(w, "packages", page)
+}
+
+func writePage(w http.ResponseWriter, key string, page store.Page) {
+	items := make([]*packageJSON, 0, len(page.Packages))
+	for _, p := range page.Packages {
+		items = append(items, packageSummary(p, false))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{key: items, "next_cursor": page.Next})
+}
+
+func (s *Server) listVersions(w http.ResponseWriter, r *http.Request) {
+	limit, err := limitParam(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	name := r.PathValue("name")
+	if err := manifest.ValidateName(name); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	page, err := s.reg.Store().ListVersions(r.Context(), name, r.URL.Query().Get("cursor"), limit)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if len(page.Packages) == 0 && r.URL.Query().Get("cursor") == "" {
+		s.fail(w, r, newErr(http.StatusNotFound, "not_found", "no package named "+name))
+		return
+	}
+	writePage(w, "versions", page)
+}
+
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	var after uint64
+	if v := r.URL.Query().Get("after"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			s.fail(w, r, newErr(http.StatusBadRequest, "invalid_after", "after must be a non-negative integer sequence number"))
+			return
+		}
+		after = n
+	}
+	limit, err := limitParam(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	evs, err := s.reg.Store().Events(r.Context(), after, limit)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	next := after
+	if len(evs) > 0 {
+		next = evs[len(evs)-1].Seq
+	}
+	if evs == nil {
+		evs = []store.Event{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"events": evs, "next_after": next})
+}

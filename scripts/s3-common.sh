@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034 # the settings below are used by the scripts that source this
 # Shared settings and helpers for scripts/s3-up.sh, s3-down.sh and s3-smoke.sh.
 # Sourced, never run on its own.
 #
@@ -38,6 +38,13 @@ esac
 export PATH
 
 log() { printf '[s3] %s\n' "$*" >&2; }
+
+# now_ms: wall clock in milliseconds; since START_MS: "1.234s".
+now_ms() { local t=${EPOCHREALTIME/./}; printf '%s\n' "${t:0:-3}"; }
+since() {
+	local d=$(($(now_ms) - $1))
+	printf '%d.%03ds\n' $((d / 1000)) $((d % 1000))
+}
 
 # pid_of PIDFILE: print the pid stored in PIDFILE if that process is alive,
 # not a zombie, and really one of ours (every daemon we start carries

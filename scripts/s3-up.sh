@@ -78,13 +78,15 @@ start_daemon() {
 	# shellcheck disable=SC2016 # $$ and $@ are for the inner bash
 	setsid bash -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' "$pidf" "$@" \
 		</dev/null >>"$logf" 2>&1 &
-	local i
-	for i in $(seq 50); do
+	for _ in $(seq 50); do
 		[[ -s $pidf ]] && return 0
 		sleep 0.1
 	done
 	fail "$name" "$logf" "no pid file after starting: $*"
 }
+
+http_answers() { [[ $(http_code "$1") != 000 ]]; } # any HTTP status at all
+http_is() { [[ $(http_code "$2") == "$1" ]]; }      # CODE URL
 
 # wait_for NAME PIDFILE LOGFILE TIMEOUT CHECK...: poll CHECK until it
 # succeeds; fail early if the daemon died, or after TIMEOUT seconds.
@@ -177,7 +179,7 @@ install_ceph() {
 
 versitygw_running() {
 	pid_of "$S3_PIDS/versitygw.pid" >/dev/null &&
-		[[ $(http_code "http://127.0.0.1:$VERSITYGW_PORT/") != 000 ]]
+		http_answers "http://127.0.0.1:$VERSITYGW_PORT/"
 }
 
 start_versitygw() {
@@ -197,15 +199,14 @@ start_versitygw() {
 		return 1
 	# Any HTTP answer (an anonymous request gets 403) means it is serving.
 	wait_for versitygw "$S3_PIDS/versitygw.pid" "$logf" 30 \
-		bash -c '[[ $(curl -s -o /dev/null -w "%{http_code}" --max-time 2 "$0") != 000 ]]' \
-		"http://127.0.0.1:$VERSITYGW_PORT/"
+		http_answers "http://127.0.0.1:$VERSITYGW_PORT/"
 }
 
 # ---------------------------------------------------------------- minio --
 
 minio_running() {
 	pid_of "$S3_PIDS/minio.pid" >/dev/null &&
-		[[ $(http_code "http://127.0.0.1:$MINIO_PORT/minio/health/ready") == 200 ]]
+		http_is 200 "http://127.0.0.1:$MINIO_PORT/minio/health/ready"
 }
 
 start_minio() {
@@ -225,8 +226,7 @@ start_minio() {
 		--console-address "127.0.0.1:$MINIO_CONSOLE_PORT" \
 		"$dir/data" || return 1
 	wait_for minio "$S3_PIDS/minio.pid" "$logf" 60 \
-		bash -c '[[ $(curl -s -o /dev/null -w "%{http_code}" --max-time 2 "$0") == 200 ]]' \
-		"http://127.0.0.1:$MINIO_PORT/minio/health/ready"
+		http_is 200 "http://127.0.0.1:$MINIO_PORT/minio/health/ready"
 }
 
 # ----------------------------------------------------------------- ceph --
@@ -238,10 +238,13 @@ ceph_running() {
 	for f in "${ceph_pidfiles[@]}"; do
 		pid_of "$f" >/dev/null || return 1
 	done
-	[[ $(http_code "http://127.0.0.1:$CEPH_RGW_PORT/") != 000 ]]
+	http_answers "http://127.0.0.1:$CEPH_RGW_PORT/"
 }
 
 ceph_cli() { timeout 30 ceph -c "$CEPH_CONF" --connect-timeout 10 "$@"; }
+
+# ceph_osd_up_in ID: `ceph osd dump` shows e.g. "osd.0 up   in  weight 1 ...".
+ceph_osd_up_in() { ceph_cli osd dump | grep -Eq "^osd\.$1 up +in "; }
 
 write_ceph_conf() {
 	local fsid=$1
@@ -361,18 +364,14 @@ start_ceph() {
 		return 1
 	}
 	start_daemon ceph-osd "$logf" ceph-osd -f -c "$CEPH_CONF" -i "$id" || return 1
-	# `ceph osd dump` prints e.g. "osd.0 up   in  weight 1 ..." once it booted.
-	wait_for ceph-osd "$S3_PIDS/ceph-osd.pid" "$osdlog" 60 \
-		bash -c 'ceph -c "$0" --connect-timeout 10 osd dump | grep -Eq "^osd\.$1 up +in "' \
-		"$CEPH_CONF" "$id" || return 1
+	wait_for ceph-osd "$S3_PIDS/ceph-osd.pid" "$osdlog" 60 ceph_osd_up_in "$id" || return 1
 
 	# RADOS Gateway. At first start it creates its pools, which takes a
 	# few seconds; it answers HTTP only after that.
 	rgwlog=$CEPH_DIR/log/ceph-$CEPH_RGW_NAME.log
 	start_daemon ceph-rgw "$logf" radosgw -f -c "$CEPH_CONF" -n "$CEPH_RGW_NAME" || return 1
 	wait_for ceph-rgw "$S3_PIDS/ceph-rgw.pid" "$rgwlog" 120 \
-		bash -c '[[ $(curl -s -o /dev/null -w "%{http_code}" --max-time 2 "$0") != 000 ]]' \
-		"http://127.0.0.1:$CEPH_RGW_PORT/" || return 1
+		http_answers "http://127.0.0.1:$CEPH_RGW_PORT/" || return 1
 
 	# The S3 user the tests sign with.
 	# (as client.admin: reusing the gateway's name would clash with its
@@ -445,14 +444,14 @@ main() {
 	local failed=() ok=()
 	for s in "${wanted[@]}"; do
 		"${s}_running" 2>/dev/null && continue
-		inst_start[$s]=$SECONDS
+		inst_start[$s]=$(now_ms)
 		"install_$s" >"$S3_STATE/logs/install-$s.log" 2>&1 &
 		inst_pid[$s]=$!
 	done
 	for s in "${!inst_pid[@]}"; do
 		if wait "${inst_pid[$s]}"; then
 			if grep -q . "$S3_STATE/logs/install-$s.log"; then
-				log "$s installed in $((SECONDS - inst_start[$s]))s"
+				log "$s installed in $(since "${inst_start[$s]}")"
 			fi
 		else
 			fail "$s" "$S3_STATE/logs/install-$s.log" "install failed" || true
@@ -466,9 +465,9 @@ main() {
 	local t
 	for s in "${wanted[@]}"; do
 		[[ " ${failed[*]-} " == *" $s "* ]] && continue
-		t=$SECONDS
+		t=$(now_ms)
 		if "start_$s"; then
-			log "$s ready ($((SECONDS - t))s)"
+			log "$s ready in $(since "$t")"
 			ok+=("$s")
 		else
 			failed+=("$s")

@@ -387,3 +387,15 @@ func (s *Store) LocationsOn(ctx context.Context, backend string) ([]Location, er
 	sort.Slice(locs, func(i, j int) bool { return locs[i].Digest < locs[j].Digest })
 	return locs, err
 }
+
+// Counts returns the number of records in each bucket, by bucket name.
+func (s *Store) Counts(ctx context.Context) (map[string]int, error) {
+	out := map[string]int{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		for _, b := range allBuckets() {
+			out[string(b)] = tx.Bucket(b).Stats().KeyN
+		}
+		return nil
+	})
+	return out, err
+}

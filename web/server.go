@@ -199,6 +199,13 @@ func (s *Server) begin(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	for i, f := range m.Files {
+		if f.Size > s.opts.MaxBodyBytes {
+			s.fail(w, r, newErr(http.StatusRequestEntityTooLarge, "body_too_large",
+				fmt.Sprintf("files[%d] %q: %d bytes exceed the limit of %d bytes per file (server.max_body_bytes)", i, f.Path, f.Size, s.opts.MaxBodyBytes)))
+			return
+		}
+	}
 	res, err := s.reg.Begin(r.Context(), m)
 	if err != nil {
 		s.fail(w, r, err)

@@ -2,6 +2,7 @@ package app
 
 import (
 	_ "embed"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"artifactstore/backends/s3"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/knadh/koanf/parsers/yaml"
@@ -71,12 +74,15 @@ type BackendConfig struct {
 	Type      string `koanf:"type" yaml:"type"`
 	KeyPrefix string `koanf:"key_prefix" yaml:"key_prefix"`
 	// Path is the root directory of a local backend; default <data_dir>/objects.
-	Path string `koanf:"path" yaml:"path"`
+	Path string `koanf:"path" yaml:"path,omitempty"`
+	// S3 holds the keys of an s3 backend (see backends/s3.Config).
+	S3 s3.Config `koanf:",squash" yaml:",inline"`
 }
 
 // backendKeys lists which keys each backend type accepts.
 var backendKeys = map[string][]string{
 	"local": {"type", "key_prefix", "path"},
+	"s3":    append([]string{"type", "key_prefix"}, s3.Keys()...),
 }
 
 // RoutingConfig picks a backend per package.
@@ -290,10 +296,15 @@ func (c *Config) normalize() error {
 		c.Database.Path = filepath.Join(c.DataDir, "registry.db")
 	}
 	for id, b := range c.Backends {
-		if b.Type == "local" && b.Path == "" {
-			b.Path = filepath.Join(c.DataDir, "objects")
-			c.Backends[id] = b
+		switch b.Type {
+		case "local":
+			if b.Path == "" {
+				b.Path = filepath.Join(c.DataDir, "objects")
+			}
+		case "s3":
+			b.S3.SetDefaults()
 		}
+		c.Backends[id] = b
 	}
 	return nil
 }
@@ -398,6 +409,14 @@ func validateBackend(id string, b BackendConfig) error {
 	case "local":
 		if b.Path == "" {
 			return &ConfigError{Key: key + ".path", Msg: "must not be empty"}
+		}
+	case "s3":
+		if err := b.S3.Validate(); err != nil {
+			var fe *s3.FieldError
+			if errors.As(err, &fe) {
+				return &ConfigError{Key: key + "." + fe.Key, Msg: fe.Msg}
+			}
+			return &ConfigError{Key: key, Msg: err.Error()}
 		}
 	}
 	return nil

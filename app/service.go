@@ -14,6 +14,7 @@ import (
 
 	"artifactstore/backends"
 	"artifactstore/backends/local"
+	"artifactstore/backends/s3"
 	"artifactstore/internal/registry"
 	"artifactstore/store"
 	"artifactstore/web"
@@ -26,6 +27,14 @@ type backendFactory func(ctx context.Context, id string, cfg BackendConfig, log 
 var backendFactories = map[string]backendFactory{
 	"local": func(ctx context.Context, id string, cfg BackendConfig, log *slog.Logger) (backends.Backend, error) {
 		return local.New(id, local.Config{Root: cfg.Path, KeyPrefix: cfg.KeyPrefix}, log)
+	},
+	"s3": func(ctx context.Context, id string, cfg BackendConfig, log *slog.Logger) (backends.Backend, error) {
+		b, err := s3.New(id, cfg.S3, cfg.KeyPrefix, s3.Resolver{}, log)
+		var fe *s3.FieldError
+		if errors.As(err, &fe) {
+			return nil, &ConfigError{Key: "backends." + id + "." + fe.Key, Msg: fe.Msg}
+		}
+		return b, err
 	},
 }
 

@@ -39,6 +39,8 @@ CEPH_RGW_NAME=client.rgw.artifactstore
 # upload tens of MiB repeatedly and RGW's garbage collector frees deleted data
 # only after a few seconds, so leave headroom (the machine has 24 GiB).
 CEPH_MEMSTORE_BYTES=${ARTIFACTSTORE_CEPH_MEMSTORE_BYTES:-4294967296}
+[[ $CEPH_MEMSTORE_BYTES =~ ^[0-9]+$ ]] ||
+	{ log "ERROR: ARTIFACTSTORE_CEPH_MEMSTORE_BYTES must be a number of bytes"; exit 1; }
 CEPH_BINARIES=(ceph ceph-mon ceph-osd monmaptool radosgw radosgw-admin uuidgen curl)
 
 # ---------------------------------------------------------------- helpers --
@@ -415,9 +417,17 @@ write_env() {
 
 # ---------------------------------------------------------------- main --
 
+# installed_msg NAME START_MS: say how long an install took, if it did any
+# work (the install functions are silent when everything is in place).
+installed_msg() {
+	if grep -q . "$S3_STATE/logs/install-$1.log"; then
+		log "$1 installed in $(since "$2")"
+	fi
+}
+
 main() {
 	local -a wanted=()
-	local s
+	local s t
 	if (($# == 0)); then
 		wanted=("${S3_ALL_SERVERS[@]}")
 	else
@@ -438,31 +448,41 @@ main() {
 	command -v curl >/dev/null || [[ " ${wanted[*]} " == *" ceph "* ]] ||
 		die "curl is needed (apt-get install curl)"
 
-	# Install what is missing, all in parallel (apt's downloads overlap the
-	# Go builds), one log per server. Skipped for a server already running.
-	local -A inst_pid=() inst_start=()
-	local failed=() ok=()
+	# Install what is missing (skipped for a server already running), one
+	# log per server. apt-get, bound by network and dpkg, runs in the
+	# background while the Go builds run one after the other: on 2 cores two
+	# Go builds at once took longer than in sequence.
+	local failed=() ok=() todo=() s_start ceph_pid=
 	for s in "${wanted[@]}"; do
-		"${s}_running" 2>/dev/null && continue
-		inst_start[$s]=$(now_ms)
-		"install_$s" >"$S3_STATE/logs/install-$s.log" 2>&1 &
-		inst_pid[$s]=$!
+		"${s}_running" 2>/dev/null || todo+=("$s")
 	done
-	for s in "${!inst_pid[@]}"; do
-		if wait "${inst_pid[$s]}"; then
-			if grep -q . "$S3_STATE/logs/install-$s.log"; then
-				log "$s installed in $(since "${inst_start[$s]}")"
-			fi
+	if [[ " ${todo[*]-} " == *" ceph "* ]]; then
+		s_start=$(now_ms)
+		install_ceph >"$S3_STATE/logs/install-ceph.log" 2>&1 &
+		ceph_pid=$!
+	fi
+	for s in "${todo[@]+"${todo[@]}"}"; do
+		[[ $s == ceph ]] && continue
+		t=$(now_ms)
+		if "install_$s" >"$S3_STATE/logs/install-$s.log" 2>&1; then
+			installed_msg "$s" "$t"
 		else
 			fail "$s" "$S3_STATE/logs/install-$s.log" "install failed" || true
 			failed+=("$s")
 		fi
 	done
+	if [[ -n $ceph_pid ]]; then
+		if wait "$ceph_pid"; then
+			installed_msg ceph "$s_start"
+		else
+			fail ceph "$S3_STATE/logs/install-ceph.log" "install failed" || true
+			failed+=(ceph)
+		fi
+	fi
 	# curl (for the readiness checks) may have come with the Ceph packages.
 	command -v curl >/dev/null || die "curl is needed (apt-get install curl)"
 
 	# Start, one after the other (Ceph start-up is CPU-bound).
-	local t
 	for s in "${wanted[@]}"; do
 		[[ " ${failed[*]-} " == *" $s "* ]] && continue
 		t=$(now_ms)

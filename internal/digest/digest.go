@@ -93,10 +93,11 @@ func (h *Hasher) Digest() Digest {
 // Verifier reads exactly size bytes from an underlying reader and checks
 // that they hash to the expected digest.
 //
-// The check happens on the Read that delivers the last declared byte, not
-// only at EOF: that Read returns ErrMismatch instead of the final bytes'
-// success, so a caller that stops at exactly size bytes still learns of a
-// mismatch. A body with bytes beyond size fails with ErrSizeMismatch, and a
+// The check happens on the Read that would deliver the last declared byte,
+// not only at EOF: on a mismatch that Read returns 0 bytes and ErrMismatch,
+// withholding the final bytes, so a consumer that forwards what it reads
+// (such as an HTTP upload to S3) never sends a complete body that fails,
+// and a caller that stops at exactly size bytes still learns of it. A body with bytes beyond size fails with ErrSizeMismatch, and a
 // body that ends early fails with ErrSizeMismatch wrapping io.ErrUnexpectedEOF.
 type Verifier struct {
 	r      io.Reader
@@ -130,11 +131,14 @@ func (v *Verifier) Read(p []byte) (int, error) {
 	v.n += int64(n)
 	if v.n == v.size {
 		if ferr := v.finish(); ferr != io.EOF {
-			return n, ferr
+			// Withhold the final bytes: a consumer that forwards what it
+			// reads (an HTTP upload) never sends a complete bad body.
+			return 0, ferr
 		}
 		return n, nil
 	}
-	if err == io.EOF {
+	if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
+		// An HTTP body cut short by the client ends in ErrUnexpectedEOF.
 		v.err = fmt.Errorf("%w: got %d of %d bytes: %w", ErrSizeMismatch, v.n, v.size, io.ErrUnexpectedEOF)
 		return n, v.err
 	}
@@ -170,6 +174,14 @@ func (v *Verifier) finish() error {
 			return v.err
 		}
 		v.err = io.EOF
+	}
+	return v.err
+}
+
+// Err returns the verification failure, or nil if none happened (yet).
+func (v *Verifier) Err() error {
+	if v.err == io.EOF {
+		return nil
 	}
 	return v.err
 }

@@ -67,7 +67,7 @@ func TestVerifierFailsOnLastRead(t *testing.T) {
 		if i < 5 && (n != 1 || err != nil) {
 			t.Fatalf("read %d: %d, %v", i, n, err)
 		}
-		if i == 5 && !errors.Is(err, ErrMismatch) {
+		if i == 5 && (n != 0 || !errors.Is(err, ErrMismatch)) {
 			t.Fatalf("read of the last byte: %d, %v; want ErrMismatch", n, err)
 		}
 	}

@@ -64,7 +64,6 @@ func commit() string {
 
 // NewCLI builds the command-line application.
 func NewCLI(env Env) *cli.App {
-	configFlag := &cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML config `FILE` (default: built-in defaults)", EnvVars: []string{"ARTIFACTSTORE_CONFIG"}}
 	a := &cli.App{
 		Name:                 "artifactstore",
 		Usage:                "a self-hosted, content-addressed artifact store",
@@ -75,16 +74,17 @@ func NewCLI(env Env) *cli.App {
 		EnableBashCompletion: false,
 		HideHelpCommand:      true,
 		ExitErrHandler:       func(*cli.Context, error) {}, // Main prints and exits
-		Flags:                []cli.Flag{configFlag},
+		Flags:                []cli.Flag{configFlag()},
 		Commands: []*cli.Command{
 			serveCommand(env),
+			storageCommand(env),
 			{
 				Name:  "config",
 				Usage: "inspect configuration",
 				Subcommands: []*cli.Command{{
 					Name:  "check",
 					Usage: "validate the configuration and print the effective config (secrets redacted)",
-					Flags: []cli.Flag{configFlag},
+					Flags: []cli.Flag{configFlag()},
 					Action: func(c *cli.Context) error {
 						cfg, err := loadFromCLI(c, env, nil)
 						if err != nil {
@@ -112,6 +112,10 @@ func NewCLI(env Env) *cli.App {
 	return a
 }
 
+func configFlag() *cli.StringFlag {
+	return &cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML config `FILE` (default: built-in defaults)", EnvVars: []string{"ARTIFACTSTORE_CONFIG"}}
+}
+
 // loadFromCLI loads config from --config, the environment and set flags.
 func loadFromCLI(c *cli.Context, env Env, flags map[string]any) (*Config, error) {
 	file := c.String("config")
@@ -132,7 +136,7 @@ func serveCommand(env Env) *cli.Command {
 		Name:  "serve",
 		Usage: "serve the HTTP API",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML config `FILE`", EnvVars: []string{"ARTIFACTSTORE_CONFIG"}},
+			configFlag(),
 			&cli.StringFlag{Name: "listen", Usage: "listen `ADDR` (server.listen)"},
 			&cli.StringFlag{Name: "data-dir", Usage: "data `DIR` (data_dir)"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (log.level)"},

@@ -191,9 +191,13 @@ func LoadConfig(opts LoadOptions) (*Config, error) {
 }
 
 // envMap turns ARTIFACTSTORE_SERVER__LISTEN=x into {"server.listen": "x"}.
-// ARTIFACTSTORE_CONFIG and ARTIFACTSTORE_URL/TOKEN name inputs of the
-// command line, not config keys, and are skipped.
+//
+// A variable is configuration when its name contains "__" (a nested key;
+// unknown ones are errors) or names a top-level key (ARTIFACTSTORE_DATA_DIR).
+// Other ARTIFACTSTORE_ variables (ARTIFACTSTORE_CONFIG, ARTIFACTSTORE_URL,
+// the test harness's ARTIFACTSTORE_TEST_*) are inputs of other tools.
 func envMap(environ []string) map[string]any {
+	top := structKeys(reflect.TypeOf(Config{}))
 	out := map[string]any{}
 	for _, kv := range environ {
 		k, v, ok := strings.Cut(kv, "=")
@@ -201,8 +205,7 @@ func envMap(environ []string) map[string]any {
 			continue
 		}
 		key := strings.ToLower(strings.TrimPrefix(k, EnvPrefix))
-		switch key {
-		case "config", "url", "token", "token_file":
+		if _, isTop := top[key]; !isTop && !strings.Contains(key, "__") {
 			continue
 		}
 		out[strings.ReplaceAll(key, "__", ".")] = v

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -238,4 +239,8 @@ func assertConsistent(t *testing.T, svc *Service) {
 			}
 		}
 	}
+}
+
+func errorsAs(err error, target **client.Error) bool {
+	return errors.As(err, target)
 }

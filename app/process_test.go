@@ -237,3 +237,14 @@ func TestReadmeWalkthrough(t *testing.T) {
 		t.Fatalf("hello@1.1.0 after the walkthrough: %v %+v", err, pkg)
 	}
 }
+
+func clientFor(p *proc) *client.Client { return client.New(p.url) }
+
+// stop sends SIGTERM and waits for a clean exit.
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("server exit after SIGTERM: %v\n%s", err, p.logs.String())
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path"
 	"path/filepath"
 	"sort"
@@ -149,6 +150,13 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 		BaseContext:       func(net.Listener) context.Context { return baseCtx },
 		ErrorLog:          slog.NewLogLogger(s.Log.Handler(), slog.LevelWarn),
 	}
+	adminLn, err := listenAdmin(s.Config.AdminSocket())
+	if err != nil {
+		return err
+	}
+	adminSrv := &http.Server{Handler: s.AdminHandler(), BaseContext: srv.BaseContext, ErrorLog: srv.ErrorLog, ReadHeaderTimeout: srv.ReadHeaderTimeout}
+	defer os.Remove(s.Config.AdminSocket())
+	go adminSrv.Serve(adminLn)
 	go s.sweepLoop(baseCtx)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -161,13 +169,16 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	s.Log.Info("shutting down", "timeout", s.Config.Server.ShutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(baseCtx, s.Config.Server.ShutdownTimeout)
 	defer cancel()
-	err := srv.Shutdown(sctx)
+	adminLn.Close()
+	err = srv.Shutdown(sctx)
 	if errors.Is(err, context.DeadlineExceeded) {
 		s.Log.Warn("shutdown timeout reached; cancelling unfinished requests")
 		cancelRequests()
 		srv.Close()
 		err = nil
 	}
+	adminSrv.Shutdown(sctx)
+	adminSrv.Close()
 	// Sessions of cancelled uploads are dropped with their staged data.
 	if _, serr := s.Registry.SweepSessions(context.WithoutCancel(ctx), true); serr != nil {
 		s.Log.Warn("dropping open upload sessions at shutdown failed", "err", serr)

@@ -433,3 +433,7 @@ func (c ctxReader) Read(p []byte) (int, error) {
 }
 
 func asPathErr(err error, target **os.PathError) bool { return errors.As(err, target) }
+
+// SingleRequestLimit is the largest object stored with one request; larger
+// ones are uploaded in parts.
+func (b *Backend) SingleRequestLimit() int64 { return b.cfg.MultipartThresholdBytes }

@@ -59,6 +59,48 @@ type Registry struct {
 	opts     Options
 	log      *slog.Logger
 	locks    [256]sync.Mutex
+
+	healthMu sync.Mutex
+	health   map[string]healthResult
+}
+
+type healthResult struct {
+	at  time.Time
+	err error
+}
+
+// healthTTL bounds how stale a cached backend health result may be.
+const healthTTL = 2 * time.Second
+
+// checkBackend returns the backend's health, cached for healthTTL, so a
+// publish to a backend that is down fails fast and names it.
+func (r *Registry) checkBackend(ctx context.Context, id string) error {
+	r.healthMu.Lock()
+	h, ok := r.health[id]
+	r.healthMu.Unlock()
+	if ok && time.Since(h.at) < healthTTL {
+		return h.err
+	}
+	b, found := r.backends[id]
+	if !found {
+		return fmt.Errorf("%w %q", ErrUnknownBackend, id)
+	}
+	hctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	err := b.Health(hctx)
+	cancel()
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err() // the caller gave up; do not cache
+	}
+	if err != nil {
+		if !errors.Is(err, backends.ErrUnavailable) {
+			err = fmt.Errorf("%w: %w", backends.ErrUnavailable, err)
+		}
+		err = &BackendError{Backend: id, Err: err}
+	}
+	r.healthMu.Lock()
+	r.health[id] = healthResult{at: time.Now(), err: err}
+	r.healthMu.Unlock()
+	return err
 }
 
 // New builds a Registry. Every backend id the router can return must be in bs.
@@ -69,7 +111,7 @@ func New(st *store.Store, bs map[string]backends.Backend, router Router, opts Op
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Registry{store: st, backends: bs, router: router, opts: opts, log: opts.Logger}
+	return &Registry{store: st, backends: bs, router: router, opts: opts, log: opts.Logger, health: map[string]healthResult{}}
 }
 
 // Store returns the metadata store.
@@ -131,6 +173,9 @@ func (r *Registry) Begin(ctx context.Context, m *manifest.Manifest) (*BeginResul
 	}
 	if _, ok := r.backends[backendID]; !ok {
 		return nil, fmt.Errorf("route %s/%s: %w %q", m.Producer, m.RetentionClass, ErrUnknownBackend, backendID)
+	}
+	if err := r.checkBackend(ctx, backendID); err != nil {
+		return nil, err
 	}
 	draft := draftOf(m, backendID)
 	if existing, err := r.store.GetPackage(ctx, m.Name, m.Version); err == nil {

@@ -1,0 +1,128 @@
+package app
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+)
+
+var jsonFlag = &cli.BoolFlag{Name: "json", Usage: "print JSON for scripts"}
+
+func storageCommand(env Env) *cli.Command {
+	return &cli.Command{
+		Name:  "storage",
+		Usage: "inspect and test storage backends",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "ls",
+				Usage: "show configured backends, routing rules, and what the registry places on each backend",
+				Flags: []cli.Flag{configFlag(), jsonFlag},
+				Action: func(c *cli.Context) error {
+					cfg, err := loadFromCLI(c, env, nil)
+					if err != nil {
+						return cli.Exit(err, 2)
+					}
+					conn, err := dialAdmin(c.Context, cfg, NewLogger(env.Stderr, cfg.Log))
+					if err != nil {
+						return cli.Exit(err, 2)
+					}
+					defer conn.close()
+					var rep storageReport
+					if err := conn.getJSON(c.Context, "/v1/admin/storage", &rep); err != nil {
+						return cli.Exit(err, 2)
+					}
+					if c.Bool("json") {
+						return writeJSONOut(env.Stdout, rep)
+					}
+					printStorage(env.Stdout, &rep)
+					return nil
+				},
+			},
+			{
+				Name:  "check",
+				Usage: "self-test a backend: write, read, range-read, stat, list, large write, delete; leaves nothing behind",
+				Flags: []cli.Flag{configFlag(), jsonFlag, &cli.StringFlag{Name: "backend", Required: true, Usage: "backend `ID`"}},
+				Action: func(c *cli.Context) error {
+					cfg, err := loadFromCLI(c, env, nil)
+					if err != nil {
+						return cli.Exit(err, 2)
+					}
+					id := c.String("backend")
+					bc, ok := cfg.Backends[id]
+					if !ok {
+						return cli.Exit(fmt.Sprintf("no backend %q in the config", id), 2)
+					}
+					log := NewLogger(env.Stderr, cfg.Log)
+					f := backendFactories[bc.Type]
+					b, err := f(c.Context, id, bc, log)
+					if err != nil {
+						return cli.Exit(err, 2)
+					}
+					steps, ok := CheckBackend(c.Context, b)
+					if c.Bool("json") {
+						writeJSONOut(env.Stdout, map[string]any{"backend": id, "type": bc.Type, "target": backendTarget(bc), "ok": ok, "steps": steps})
+					} else {
+						fmt.Fprintf(env.Stdout, "storage check of backend %s (%s, %s)\n", id, bc.Type, backendTarget(bc))
+						tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
+						for _, s := range steps {
+							res := "PASS"
+							if !s.OK {
+								res = "FAIL"
+							}
+							fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", res, s.Name, s.Duration.Round(100*time.Microsecond), strings.TrimSpace(s.Detail+" "+s.Error))
+						}
+						tw.Flush()
+					}
+					if !ok {
+						return cli.Exit("storage check failed", 1)
+					}
+					return nil
+				},
+			},
+		},
+	}
+}
+
+func printStorage(w io.Writer, rep *storageReport) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "BACKEND\tTYPE\tTARGET\tBLOBS\tBYTES\tSTATUS\tHEALTH")
+	for _, b := range rep.Backends {
+		var st []string
+		for k, v := range b.ByStatus {
+			st = append(st, fmt.Sprintf("%s=%d", k, v))
+		}
+		health := "up"
+		if !b.Healthy {
+			health = "DOWN: " + b.Error
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", b.ID, b.Type, b.Target, b.Blobs, b.Bytes, strings.Join(st, ","), health)
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "\nROUTING (first match wins)")
+	for i, r := range rep.Routing.Rules {
+		fmt.Fprintf(w, "  %d. producer=%s retention_class=%s -> %s\n", i+1, orAny(r.Producer), orAny(r.RetentionClass), r.Backend)
+	}
+	if rep.Routing.Default != "" {
+		fmt.Fprintf(w, "  default -> %s\n", rep.Routing.Default)
+	} else {
+		fmt.Fprintln(w, "  default: none (a package no rule matches is refused)")
+	}
+}
+
+func orAny(s string) string {
+	if s == "" {
+		return "*"
+	}
+	return s
+}
+
+func writeJSONOut(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

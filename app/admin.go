@@ -32,6 +32,7 @@ func (s *Service) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", s.API)
 	mux.HandleFunc("GET /v1/admin/storage", s.adminStorage)
+	mux.HandleFunc("POST /v1/admin/verify", s.adminVerify)
 	return mux
 }
 

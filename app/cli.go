@@ -64,6 +64,9 @@ func commit() string {
 
 // NewCLI builds the command-line application.
 func NewCLI(env Env) *cli.App {
+	verifyAll, verifyOne := verifyCommands(env)
+	storage := storageCommand(env)
+	storage.Subcommands = append(storage.Subcommands, verifyOne)
 	a := &cli.App{
 		Name:                 "artifactstore",
 		Usage:                "a self-hosted, content-addressed artifact store",
@@ -77,7 +80,8 @@ func NewCLI(env Env) *cli.App {
 		Flags:                []cli.Flag{configFlag()},
 		Commands: []*cli.Command{
 			serveCommand(env),
-			storageCommand(env),
+			storage,
+			verifyAll,
 			{
 				Name:  "config",
 				Usage: "inspect configuration",

@@ -42,6 +42,26 @@ type Config struct {
 	Log      LogConfig                `koanf:"log" yaml:"log"`
 	Backends map[string]BackendConfig `koanf:"backends" yaml:"backends"`
 	Routing  RoutingConfig            `koanf:"routing" yaml:"routing"`
+	Verify   VerifyConfig             `koanf:"verify" yaml:"verify"`
+}
+
+// VerifyConfig drives the built-in verification scheduler and the budget
+// every verification run (scheduled or from the CLI) shares.
+type VerifyConfig struct {
+	// Concurrency is how many objects a run checks at once.
+	Concurrency int `koanf:"concurrency" yaml:"concurrency"`
+	// BytesPerSecond caps deep-verification reads; 0 means no cap.
+	BytesPerSecond int64 `koanf:"bytes_per_second" yaml:"bytes_per_second"`
+	// Deep re-reads and re-hashes every object.
+	Deep ScheduleConfig `koanf:"deep" yaml:"deep"`
+	// Quick checks existence and size only.
+	Quick ScheduleConfig `koanf:"quick" yaml:"quick"`
+}
+
+// ScheduleConfig is one periodic verification; interval 0 disables it.
+type ScheduleConfig struct {
+	Interval time.Duration `koanf:"interval" yaml:"interval"`
+	Jitter   time.Duration `koanf:"jitter" yaml:"jitter"`
 }
 
 // ServerConfig is the HTTP side.
@@ -333,6 +353,26 @@ func (c *Config) Validate() error {
 	for _, p := range positive {
 		if p.v <= 0 {
 			return &ConfigError{Key: p.key, Msg: "must be greater than zero"}
+		}
+	}
+	if c.Verify.Concurrency < 1 || c.Verify.Concurrency > 64 {
+		return &ConfigError{Key: "verify.concurrency", Msg: "must be between 1 and 64"}
+	}
+	if c.Verify.BytesPerSecond < 0 {
+		return &ConfigError{Key: "verify.bytes_per_second", Msg: "must not be negative (0 means no cap)"}
+	}
+	for _, sc := range []struct {
+		key string
+		s   ScheduleConfig
+	}{{"verify.deep", c.Verify.Deep}, {"verify.quick", c.Verify.Quick}} {
+		if sc.s.Interval < 0 {
+			return &ConfigError{Key: sc.key + ".interval", Msg: "must not be negative (0 disables the schedule)"}
+		}
+		if sc.s.Jitter < 0 {
+			return &ConfigError{Key: sc.key + ".jitter", Msg: "must not be negative"}
+		}
+		if sc.s.Interval > 0 && sc.s.Interval < time.Second {
+			return &ConfigError{Key: sc.key + ".interval", Msg: "must be at least 1s"}
 		}
 	}
 	switch c.Log.Level {

@@ -13,10 +13,13 @@ import (
 	"sort"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"artifactstore/backends"
 	"artifactstore/backends/local"
 	"artifactstore/backends/s3"
 	"artifactstore/internal/registry"
+	"artifactstore/internal/verify"
 	"artifactstore/store"
 	"artifactstore/web"
 )
@@ -94,6 +97,9 @@ type Service struct {
 	Backends map[string]backends.Backend
 	Registry *registry.Registry
 	API      *web.Server
+	Verify   *verify.Engine
+	// Metrics is this service's own Prometheus registry (no globals).
+	Metrics *prometheus.Registry
 }
 
 // NewService opens the database and backends, drops upload sessions left
@@ -120,6 +126,15 @@ func NewService(ctx context.Context, cfg *Config, log *slog.Logger) (*Service, e
 		st.Close()
 		return nil, fmt.Errorf("drop upload sessions of the previous run: %w", err)
 	}
+	metrics := prometheus.NewRegistry()
+	registerProcessMetrics(metrics)
+	metrics.MustRegister(newRegistryCollector(st))
+	engine := verify.New(st, bs, verify.Options{
+		Concurrency:    cfg.Verify.Concurrency,
+		BytesPerSecond: cfg.Verify.BytesPerSecond,
+		Logger:         log,
+		Metrics:        verify.NewMetrics(metrics),
+	})
 	api := web.New(reg, web.Options{
 		MaxBodyBytes:     cfg.Server.MaxBodyBytes,
 		MaxManifestBytes: cfg.Server.MaxManifestBytes,
@@ -130,7 +145,10 @@ func NewService(ctx context.Context, cfg *Config, log *slog.Logger) (*Service, e
 			return err
 		},
 	})
-	return &Service{Config: cfg, Log: log, Store: st, Backends: bs, Registry: reg, API: api}, nil
+	svc := &Service{Config: cfg, Log: log, Store: st, Backends: bs, Registry: reg, API: api, Verify: engine, Metrics: metrics}
+	api.Handle("GET /v1/health", http.HandlerFunc(svc.healthDoc))
+	api.Handle("GET /metrics", metricsHandler(metrics))
+	return svc, nil
 }
 
 // Close closes the database.
@@ -158,6 +176,14 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	defer os.Remove(s.Config.AdminSocket())
 	go adminSrv.Serve(adminLn)
 	go s.sweepLoop(baseCtx)
+	verifyDone := make(chan struct{})
+	go func() {
+		defer close(verifyDone)
+		s.Verify.RunScheduled(baseCtx, []verify.Schedule{
+			{Mode: store.ModeDeep, Interval: s.Config.Verify.Deep.Interval, Jitter: s.Config.Verify.Deep.Jitter},
+			{Mode: store.ModeQuick, Interval: s.Config.Verify.Quick.Interval, Jitter: s.Config.Verify.Quick.Jitter},
+		})
+	}()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	s.Log.Info("serving", "addr", ln.Addr().String(), "backends", s.Registry.BackendIDs(), "database", s.Store.Path())
@@ -179,6 +205,9 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	adminSrv.Shutdown(sctx)
 	adminSrv.Close()
+	// Stop the scheduler; an interrupted run resumes at the next start.
+	cancelRequests()
+	<-verifyDone
 	// Sessions of cancelled uploads are dropped with their staged data.
 	if _, serr := s.Registry.SweepSessions(context.WithoutCancel(ctx), true); serr != nil {
 		s.Log.Warn("dropping open upload sessions at shutdown failed", "err", serr)

@@ -24,11 +24,20 @@ var (
 	// An object an open session has staged (or is staging) in a backend;
 	// garbage collection never deletes an object with a ref or a location.
 	bucketUploadRefs = []byte("upload_refs")
+	// bucketVerifyState: backend id \x00 mode -> VerifyState. Added by
+	// migration 2.
+	bucketVerifyState = []byte("verify_state")
 )
 
 var keySchemaVersion = []byte("schema_version")
 
+// allBuckets lists every bucket of the current schema.
 func allBuckets() [][]byte {
+	return append(v1Buckets(), bucketVerifyState)
+}
+
+// v1Buckets are the buckets migration 1 created; never change this list.
+func v1Buckets() [][]byte {
 	return [][]byte{bucketMeta, bucketPackages, bucketVersions, bucketBlobs,
 		bucketLocations, bucketEvents, bucketUploads, bucketUploadRefs}
 }

@@ -65,7 +65,9 @@ type Location struct {
 	Status         string     `json:"status"`
 	StoredAt       time.Time  `json:"stored_at"`
 	LastVerifiedAt *time.Time `json:"last_verified_at,omitempty"`
-	LastError      string     `json:"last_error,omitempty"`
+	// LastCheckedAt is the last quick check (existence and size only).
+	LastCheckedAt *time.Time `json:"last_checked_at,omitempty"`
+	LastError     string     `json:"last_error,omitempty"`
 }
 
 // Failed reports whether verification found the location bad.

@@ -125,12 +125,16 @@ type migration struct {
 // Never edit or reorder a released migration: append a new one.
 var migrations = []migration{
 	{name: "create buckets", up: func(tx *bolt.Tx) error {
-		for _, b := range allBuckets() {
+		for _, b := range v1Buckets() {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("create bucket %s: %w", b, err)
 			}
 		}
 		return nil
+	}},
+	{name: "add verification state", up: func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucketVerifyState)
+		return err
 	}},
 }
 
@@ -238,4 +242,11 @@ func joinKey(parts ...string) []byte {
 		k = append(k, p...)
 	}
 	return k
+}
+
+// FileSize returns the size of the database file.
+func (s *Store) FileSize() (int64, error) {
+	var n int64
+	err := s.db.View(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
+	return n, err
 }

@@ -91,6 +91,15 @@ func TestMigratesCheckedInDatabases(t *testing.T) {
 	if err != nil || p.Files[0].Path != "a" {
 		t.Fatalf("package from the v1 database: %v %+v", err, p)
 	}
+	s.db.View(func(tx *bolt.Tx) error {
+		if v := readVersion(tx); v != SchemaVersion() {
+			t.Fatalf("migrated schema version %d, want %d", v, SchemaVersion())
+		}
+		if tx.Bucket(bucketVerifyState) == nil {
+			t.Fatal("migration 2 did not add the verification state bucket")
+		}
+		return nil
+	})
 }
 
 func TestUnknownEncodingIsCorrupt(t *testing.T) {
@@ -114,18 +123,4 @@ func TestCommitWritesEventsInTheSameTransaction(t *testing.T) {
 	if counts["upload_sessions"] != 0 || counts["upload_refs"] != 0 {
 		t.Fatalf("session not removed at commit: %v", counts)
 	}
-}
-
-// TestWriteSchemaV1Fixture regenerates testdata/schema-v1.db when asked.
-func TestWriteSchemaV1Fixture(t *testing.T) {
-	if os.Getenv("ARTIFACTSTORE_WRITE_FIXTURES") == "" || SchemaVersion() != 1 {
-		t.Skip("set ARTIFACTSTORE_WRITE_FIXTURES=1 (with schema version 1) to regenerate")
-	}
-	os.Remove("testdata/schema-v1.db")
-	s, err := Open("testdata/schema-v1.db", Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	commitOne(t, s, "demo", "1.0")
-	s.Close()
 }

@@ -1,0 +1,231 @@
+package app
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"sort"
+	"sync"
+
+	"github.com/mattn/go-isatty"
+	"github.com/schollz/progressbar/v3"
+	"github.com/urfave/cli/v2"
+
+	"artifactstore/internal/verify"
+	"artifactstore/store"
+)
+
+// Exit codes of verify, documented for cron and alerting.
+const (
+	exitVerified  = 0 // every location verified
+	exitFailures  = 1 // at least one mismatch, missing or unreadable location
+	exitCannotRun = 2 // the run could not be done (config, database, backend listing)
+)
+
+// verifyLine is one line of the admin verify stream (NDJSON).
+type verifyLine struct {
+	Type    string         `json:"type"` // start, verdict, report, error
+	Backend string         `json:"backend,omitempty"`
+	Total   int            `json:"total,omitempty"`
+	Verdict *store.Verdict `json:"verdict,omitempty"`
+	Report  *verify.Report `json:"report,omitempty"`
+	Error   string         `json:"error,omitempty"`
+}
+
+// adminVerify is POST /v1/admin/verify?backend=ID&mode=deep|quick: it runs
+// verification in this process and streams NDJSON progress.
+func (s *Service) adminVerify(w http.ResponseWriter, r *http.Request) {
+	backend := r.URL.Query().Get("backend")
+	mode := r.URL.Query().Get("mode")
+	if mode == "" {
+		mode = store.ModeDeep
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	var mu sync.Mutex
+	enc := json.NewEncoder(w)
+	flusher, _ := w.(http.Flusher)
+	send := func(l verifyLine) {
+		mu.Lock()
+		defer mu.Unlock()
+		enc.Encode(l)
+		if flusher != nil {
+			flusher.Flush()
+		}
+	}
+	rep, err := s.Verify.Run(r.Context(), backend, mode, verify.Hooks{
+		Start:   func(total int) { send(verifyLine{Type: "start", Backend: backend, Total: total}) },
+		Verdict: func(v store.Verdict) { send(verifyLine{Type: "verdict", Verdict: &v}) },
+	})
+	if err != nil {
+		send(verifyLine{Type: "error", Backend: backend, Error: err.Error()})
+		return
+	}
+	send(verifyLine{Type: "report", Backend: backend, Report: rep})
+}
+
+func verifyFlags() []cli.Flag {
+	return []cli.Flag{
+		configFlag(), jsonFlag,
+		&cli.BoolFlag{Name: "quick", Usage: "check existence and size only, not content"},
+	}
+}
+
+const verifyHelp = `Exit codes: 0 every location verified; 1 failures found (mismatch, missing
+or unreadable); 2 verification could not run. With the service running, the
+run happens inside it (over the admin socket) and progress streams back;
+otherwise this command opens the database itself.`
+
+func verifyCommands(env Env) (*cli.Command, *cli.Command) {
+	all := &cli.Command{
+		Name:        "verify",
+		Usage:       "re-read stored objects of every backend (or --backend) and record verdicts",
+		Description: verifyHelp,
+		Flags:       append(verifyFlags(), &cli.StringSliceFlag{Name: "backend", Usage: "only this backend `ID` (repeatable)"}),
+		Action:      func(c *cli.Context) error { return runVerify(c, env, c.StringSlice("backend")) },
+	}
+	one := &cli.Command{
+		Name:        "verify",
+		Usage:       "re-read every stored object of one backend and record verdicts",
+		Description: verifyHelp,
+		Flags:       append(verifyFlags(), &cli.StringFlag{Name: "backend", Required: true, Usage: "backend `ID`"}),
+		Action:      func(c *cli.Context) error { return runVerify(c, env, []string{c.String("backend")}) },
+	}
+	return all, one
+}
+
+func runVerify(c *cli.Context, env Env, ids []string) error {
+	cfg, err := loadFromCLI(c, env, nil)
+	if err != nil {
+		return cli.Exit(err, exitCannotRun)
+	}
+	if len(ids) == 0 {
+		for id := range cfg.Backends {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+	}
+	for _, id := range ids {
+		if _, ok := cfg.Backends[id]; !ok {
+			return cli.Exit(fmt.Sprintf("no backend %q in the config", id), exitCannotRun)
+		}
+	}
+	mode := store.ModeDeep
+	if c.Bool("quick") {
+		mode = store.ModeQuick
+	}
+	conn, err := dialAdmin(c.Context, cfg, NewLogger(env.Stderr, cfg.Log))
+	if err != nil {
+		return cli.Exit(err, exitCannotRun)
+	}
+	defer conn.close()
+	terminal := false
+	if f, ok := env.Stderr.(*os.File); ok {
+		terminal = isatty.IsTerminal(f.Fd())
+	}
+	var reports []*verify.Report
+	failed := false
+	for _, id := range ids {
+		rep, err := streamVerify(c.Context, conn, id, mode, env, terminal && !c.Bool("json"), !c.Bool("json"))
+		if err != nil {
+			return cli.Exit(fmt.Sprintf("verify %s: %v", id, err), exitCannotRun)
+		}
+		reports = append(reports, rep)
+		for verdict, n := range rep.ByVerdict {
+			if verdict != store.StatusVerified && n > 0 {
+				failed = true
+			}
+		}
+	}
+	if c.Bool("json") {
+		writeJSONOut(env.Stdout, map[string]any{"mode": mode, "remote": conn.Remote, "reports": reports})
+	}
+	if failed {
+		return cli.Exit("", exitFailures)
+	}
+	return nil
+}
+
+func streamVerify(ctx context.Context, conn *adminConn, id, mode string, env Env, bar, plain bool) (*verify.Report, error) {
+	q := url.Values{"backend": {id}, "mode": {mode}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, adminBase+"/v1/admin/verify?"+q.Encode(), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := conn.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+		return nil, fmt.Errorf("%s: %s", resp.Status, b)
+	}
+	var pb *progressbar.ProgressBar
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 64<<20)
+	for sc.Scan() {
+		var l verifyLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			return nil, fmt.Errorf("bad progress line: %w", err)
+		}
+		switch l.Type {
+		case "start":
+			if bar {
+				pb = progressbar.NewOptions(l.Total, progressbar.OptionSetWriter(env.Stderr),
+					progressbar.OptionSetDescription(fmt.Sprintf("verify %s (%s)", id, mode)),
+					progressbar.OptionShowCount(), progressbar.OptionClearOnFinish())
+			} else if plain {
+				fmt.Fprintf(env.Stdout, "verify %s (%s): %d locations to check\n", id, mode, l.Total)
+			}
+		case "verdict":
+			if pb != nil {
+				pb.Add(1)
+			}
+			if v := l.Verdict; plain && v.Failed() {
+				if pb != nil {
+					pb.Clear()
+				}
+				fmt.Fprintf(env.Stdout, "FAIL %s %s on %s: %s\n", v.Verdict, v.Digest, v.Backend, v.Error)
+			}
+		case "error":
+			return nil, errors.New(l.Error)
+		case "report":
+			if pb != nil {
+				pb.Finish()
+			}
+			r := l.Report
+			if plain {
+				fmt.Fprintf(env.Stdout, "verify %s (%s): %d checked, %s, %d bytes read, %d orphans", id, mode, r.Checked, verdictCounts(r.ByVerdict), r.BytesRead, r.Orphans)
+				if r.Resumed {
+					fmt.Fprint(env.Stdout, " (resumed an interrupted run)")
+				}
+				fmt.Fprintln(env.Stdout)
+				for _, o := range r.OrphanDigests {
+					fmt.Fprintf(env.Stdout, "ORPHAN %s on %s (not referenced by the registry; left in place)\n", o, id)
+				}
+			}
+			return r, nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	return nil, errors.New("the verification stream ended without a report")
+}
+
+func verdictCounts(m map[string]int) string {
+	out := ""
+	for _, k := range []string{store.StatusVerified, store.StatusMismatch, store.StatusMissing, store.StatusUnreadable} {
+		if out != "" {
+			out += ", "
+		}
+		out += fmt.Sprintf("%d %s", m[k], k)
+	}
+	return out
+}

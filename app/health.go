@@ -1,0 +1,93 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"artifactstore/store"
+)
+
+// healthDocument is GET /v1/health: backends, locations by verdict, the
+// failed locations and the verification schedule. Failed locations make
+// the status "degraded" (the service still serves everything else); a
+// backend that is down makes it "degraded" too; readiness is /readyz.
+type healthDocument struct {
+	Status          string           `json:"status"` // ok, degraded
+	Backends        []backendHealth  `json:"backends"`
+	FailedLocations []store.Location `json:"failed_locations"`
+	FailedTotal     int              `json:"failed_total"`
+}
+
+type backendHealth struct {
+	ID           string                       `json:"id"`
+	Up           bool                         `json:"up"`
+	Error        string                       `json:"error,omitempty"`
+	Locations    map[string]int               `json:"locations_by_status"`
+	Verification map[string]verificationState `json:"verification"`
+}
+
+type verificationState struct {
+	Running       bool              `json:"running"`
+	Current       *store.RunSummary `json:"current,omitempty"`
+	LastRun       *store.RunSummary `json:"last_run,omitempty"`
+	LastSuccessAt *time.Time        `json:"last_success_at,omitempty"`
+	NextRunAt     *time.Time        `json:"next_run_at,omitempty"`
+	Overruns      int               `json:"overruns"`
+	LastOverrunAt *time.Time        `json:"last_overrun_at,omitempty"`
+}
+
+const maxFailedListed = 100
+
+func (s *Service) health(ctx context.Context) (*healthDocument, error) {
+	usage, err := s.Store.Usage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	failed, total, err := s.Store.FailedLocations(ctx, maxFailedListed)
+	if err != nil {
+		return nil, err
+	}
+	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	down := s.Registry.Health(hctx)
+	cancel()
+	doc := &healthDocument{Status: "ok", FailedLocations: failed, FailedTotal: total}
+	if doc.FailedLocations == nil {
+		doc.FailedLocations = []store.Location{}
+	}
+	if total > 0 || len(down) > 0 {
+		doc.Status = "degraded"
+	}
+	for _, id := range s.Registry.BackendIDs() {
+		bh := backendHealth{ID: id, Up: down[id] == nil, Locations: map[string]int{}, Verification: map[string]verificationState{}}
+		if err := down[id]; err != nil {
+			bh.Error = err.Error()
+		}
+		if u := usage[id]; u != nil {
+			bh.Locations = u.ByStatus
+		}
+		for _, mode := range []string{store.ModeDeep, store.ModeQuick} {
+			st, err := s.Store.GetVerifyState(ctx, id, mode)
+			if err != nil {
+				return nil, err
+			}
+			bh.Verification[mode] = verificationState{Running: st.Current != nil, Current: st.Current, LastRun: st.Last,
+				LastSuccessAt: st.LastSuccessAt, NextRunAt: st.NextAt, Overruns: st.Overruns, LastOverrunAt: st.LastOverrunAt}
+		}
+		doc.Backends = append(doc.Backends, bh)
+	}
+	return doc, nil
+}
+
+func (s *Service) healthDoc(w http.ResponseWriter, r *http.Request) {
+	doc, err := s.health(r.Context())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(doc)
+}

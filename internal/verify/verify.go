@@ -1,0 +1,398 @@
+// Package verify re-reads stored objects and records a verdict for every
+// storage location: verified, mismatch, missing or unreadable. A deep run
+// re-hashes every byte under a byte-rate budget; a quick run checks
+// existence and size only. Runs persist their progress, so a restarted
+// process resumes a run instead of starting over, and a scheduler runs
+// both kinds periodically.
+package verify
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"artifactstore/backends"
+	"artifactstore/internal/digest"
+	"artifactstore/store"
+)
+
+// Options configures an Engine.
+type Options struct {
+	// Concurrency is how many locations a run verifies at once.
+	Concurrency int
+	// BytesPerSecond caps deep-verification reads across all runs; 0 means
+	// no cap.
+	BytesPerSecond int64
+	Logger         *slog.Logger
+	Metrics        *Metrics
+	// MaxListed bounds the failures and orphans a report lists by digest.
+	MaxListed int
+}
+
+// Engine runs verifications. Safe for concurrent use; runs of the same
+// backend and mode are serialised.
+type Engine struct {
+	store    *store.Store
+	backends map[string]backends.Backend
+	opts     Options
+	log      *slog.Logger
+	limiter  *rate.Limiter
+	mu       sync.Mutex
+	locks    map[string]*sync.Mutex
+}
+
+// chunk is the read size of a deep check and the rate limiter's burst.
+const chunk = 1 << 20
+
+// New builds an Engine.
+func New(st *store.Store, bs map[string]backends.Backend, opts Options) *Engine {
+	if opts.Concurrency < 1 {
+		opts.Concurrency = 1
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.MaxListed <= 0 {
+		opts.MaxListed = 1000
+	}
+	e := &Engine{store: st, backends: bs, opts: opts, log: opts.Logger, locks: map[string]*sync.Mutex{}}
+	if opts.BytesPerSecond > 0 {
+		e.limiter = rate.NewLimiter(rate.Limit(opts.BytesPerSecond), chunk)
+	}
+	return e
+}
+
+func (e *Engine) lock(backend, mode string) *sync.Mutex {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	k := backend + "\x00" + mode
+	if e.locks[k] == nil {
+		e.locks[k] = &sync.Mutex{}
+	}
+	return e.locks[k]
+}
+
+// Report is the outcome of one run.
+type Report struct {
+	store.RunSummary
+	Failures      []store.Verdict `json:"failures"`
+	OrphanDigests []string        `json:"orphan_digests"`
+}
+
+// Hooks observe a run; either may be nil.
+type Hooks struct {
+	// Start receives the number of locations the run will check.
+	Start func(total int)
+	// Verdict receives every verdict as it is recorded.
+	Verdict func(store.Verdict)
+}
+
+// Run verifies every location on backend in the given mode, oldest
+// verified first, resuming an unfinished run of the same backend and mode.
+// It returns an error only when the run could not complete (cancelled, the
+// database failed, the backend could not be listed); failed verdicts are
+// in the report, not the error.
+func (e *Engine) Run(ctx context.Context, backendID, mode string, hooks Hooks) (*Report, error) {
+	b, ok := e.backends[backendID]
+	if !ok {
+		return nil, fmt.Errorf("verify: unknown backend %q", backendID)
+	}
+	if mode != store.ModeDeep && mode != store.ModeQuick {
+		return nil, fmt.Errorf("verify: unknown mode %q (deep or quick)", mode)
+	}
+	l := e.lock(backendID, mode)
+	l.Lock()
+	defer l.Unlock()
+	e.opts.Metrics.running(backendID, mode, true)
+	defer e.opts.Metrics.running(backendID, mode, false)
+
+	state, err := e.store.GetVerifyState(ctx, backendID, mode)
+	if err != nil {
+		return nil, err
+	}
+	var run store.RunSummary
+	if state.Current != nil {
+		run = *state.Current
+		run.Resumed = true
+		e.log.Info("resuming verification run", "backend", backendID, "mode", mode, "run_id", run.ID, "checked", run.Checked)
+	} else {
+		run = store.RunSummary{ID: newRunID(), Backend: backendID, Mode: mode, StartedAt: time.Now().UTC()}
+	}
+	if run.ByVerdict == nil {
+		run.ByVerdict = map[string]int{}
+	}
+	if err := e.saveCurrent(ctx, &run); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	rep := &Report{Failures: []store.Verdict{}, OrphanDigests: []string{}}
+	err = e.run(ctx, b, &run, rep, hooks)
+	rep.RunSummary = run
+	if err != nil {
+		if ctx.Err() != nil {
+			// Leave Current in place: the next start resumes it.
+			e.log.Info("verification run interrupted; it will resume", "backend", backendID, "mode", mode, "run_id", run.ID, "checked", run.Checked)
+			return rep, err
+		}
+		run.Error = err.Error()
+	}
+	now := time.Now().UTC()
+	run.FinishedAt = &now
+	rep.RunSummary = run
+	serr := e.store.UpdateVerifyState(context.WithoutCancel(ctx), backendID, mode, func(st *store.VerifyState) {
+		st.Current = nil
+		last := run
+		st.Last = &last
+		if run.Error == "" {
+			st.LastSuccessAt = &now
+		}
+	})
+	e.opts.Metrics.finished(&run, time.Since(start))
+	if serr != nil {
+		return rep, serr
+	}
+	if err != nil {
+		return rep, err
+	}
+	e.log.Info("verification run finished", "backend", backendID, "mode", mode, "run_id", run.ID,
+		"checked", run.Checked, "by_verdict", run.ByVerdict, "bytes_read", run.BytesRead, "orphans", run.Orphans,
+		"duration", time.Since(start).Round(time.Millisecond).String())
+	return rep, nil
+}
+
+func (e *Engine) saveCurrent(ctx context.Context, run *store.RunSummary) error {
+	snap := *run
+	snap.ByVerdict = make(map[string]int, len(run.ByVerdict))
+	for k, v := range run.ByVerdict {
+		snap.ByVerdict[k] = v
+	}
+	return e.store.UpdateVerifyState(context.WithoutCancel(ctx), run.Backend, run.Mode, func(st *store.VerifyState) {
+		st.Current = &snap
+	})
+}
+
+func (e *Engine) run(ctx context.Context, b backends.Backend, run *store.RunSummary, rep *Report, hooks Hooks) error {
+	all, err := e.store.LocationsOn(ctx, b.ID())
+	if err != nil {
+		return err
+	}
+	// Work: locations not yet checked in this run, oldest check first.
+	last := func(l store.Location) *time.Time {
+		if run.Mode == store.ModeDeep {
+			return l.LastVerifiedAt
+		}
+		return l.LastCheckedAt
+	}
+	var work []store.Location
+	for _, l := range all {
+		if t := last(l); t == nil || t.Before(run.StartedAt) {
+			work = append(work, l)
+		}
+	}
+	sort.SliceStable(work, func(i, j int) bool {
+		ti, tj := last(work[i]), last(work[j])
+		switch {
+		case ti == nil && tj == nil:
+			return work[i].StoredAt.Before(work[j].StoredAt)
+		case ti == nil:
+			return true
+		case tj == nil:
+			return false
+		}
+		return ti.Before(*tj)
+	})
+
+	if hooks.Start != nil {
+		hooks.Start(len(work))
+	}
+	var mu sync.Mutex
+	lastSave := time.Now()
+	var firstErr error
+	jobs := make(chan store.Location)
+	var wg sync.WaitGroup
+	for i := 0; i < e.opts.Concurrency; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, chunk)
+			for l := range jobs {
+				v := e.check(ctx, b, l, run, buf)
+				if ctx.Err() != nil {
+					return // an interrupted check is no verdict
+				}
+				err := e.store.RecordVerdict(ctx, v)
+				mu.Lock()
+				if err != nil {
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					continue
+				}
+				run.Checked++
+				run.ByVerdict[v.Verdict]++
+				run.BytesRead += v.BytesRead
+				if v.Failed() && len(rep.Failures) < e.opts.MaxListed {
+					rep.Failures = append(rep.Failures, v)
+				}
+				var save bool
+				if time.Since(lastSave) > time.Second {
+					lastSave, save = time.Now(), true
+				}
+				if save {
+					if err := e.saveCurrent(ctx, run); err != nil && firstErr == nil {
+						firstErr = err
+					}
+				}
+				mu.Unlock()
+				e.opts.Metrics.verdict(v)
+				if hooks.Verdict != nil {
+					hooks.Verdict(v)
+				}
+			}
+		}()
+	}
+feed:
+	for _, l := range work {
+		select {
+		case jobs <- l:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		e.saveCurrent(ctx, run)
+		return err
+	}
+	if firstErr != nil {
+		return firstErr
+	}
+	if err := e.saveCurrent(ctx, run); err != nil {
+		return err
+	}
+	return e.orphans(ctx, b, run, rep)
+}
+
+// orphans lists objects under our key layout that no location records and
+// no open upload stages. They are reported, never deleted.
+func (e *Engine) orphans(ctx context.Context, b backends.Backend, run *store.RunSummary, rep *Report) error {
+	locs, err := e.store.LocationsOn(ctx, b.ID())
+	if err != nil {
+		return err
+	}
+	known := make(map[string]bool, len(locs))
+	for _, l := range locs {
+		known[l.Digest] = true
+	}
+	staged, err := e.store.StagedOn(ctx, b.ID())
+	if err != nil {
+		return err
+	}
+	run.Orphans = 0
+	err = b.Walk(ctx, func(i backends.Info) error {
+		d := i.Digest.String()
+		if known[d] || staged[d] {
+			return nil
+		}
+		run.Orphans++
+		if len(rep.OrphanDigests) < e.opts.MaxListed {
+			rep.OrphanDigests = append(rep.OrphanDigests, d)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("list backend %s for orphans: %w", b.ID(), err)
+	}
+	e.opts.Metrics.orphans(b.ID(), run.Orphans)
+	if run.Orphans > 0 {
+		e.log.Warn("objects not referenced by the registry (orphans; left in place)", "backend", b.ID(), "count", run.Orphans)
+	}
+	return nil
+}
+
+// check verifies one location.
+func (e *Engine) check(ctx context.Context, b backends.Backend, l store.Location, run *store.RunSummary, buf []byte) (v store.Verdict) {
+	start := time.Now()
+	v = store.Verdict{Digest: l.Digest, Backend: l.Backend, Mode: run.Mode, RunID: run.ID}
+	defer func() {
+		v.At = time.Now().UTC()
+		v.Duration = time.Since(start)
+	}()
+	d, err := digest.Parse(l.Digest)
+	if err != nil {
+		v.Verdict, v.Error = store.StatusUnreadable, err.Error()
+		return v
+	}
+	if run.Mode == store.ModeQuick {
+		info, err := b.Stat(ctx, d)
+		switch {
+		case errors.Is(err, backends.ErrNotFound):
+			v.Verdict, v.Error = store.StatusMissing, "object not found"
+		case err != nil:
+			v.Verdict, v.Error = store.StatusUnreadable, err.Error()
+		case info.Size != l.Size:
+			v.Verdict, v.Error = store.StatusMismatch, fmt.Sprintf("size %d, want %d", info.Size, l.Size)
+		default:
+			v.Verdict = store.StatusVerified
+		}
+		return v
+	}
+	rc, err := b.Open(ctx, d, 0, -1)
+	switch {
+	case errors.Is(err, backends.ErrNotFound):
+		v.Verdict, v.Error = store.StatusMissing, "object not found"
+		return v
+	case err != nil:
+		v.Verdict, v.Error = store.StatusUnreadable, err.Error()
+		return v
+	}
+	defer rc.Close()
+	h := sha256.New()
+	for {
+		n, rerr := rc.Read(buf)
+		if n > 0 {
+			h.Write(buf[:n])
+			v.BytesRead += int64(n)
+			if e.limiter != nil {
+				if err := e.limiter.WaitN(ctx, n); err != nil {
+					v.Verdict, v.Error = store.StatusUnreadable, err.Error()
+					return v
+				}
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			v.Verdict, v.Error = store.StatusUnreadable, rerr.Error()
+			return v
+		}
+	}
+	got := hex.EncodeToString(h.Sum(nil))
+	switch {
+	case v.BytesRead != l.Size:
+		v.Verdict, v.Error = store.StatusMismatch, fmt.Sprintf("read %d bytes, want %d", v.BytesRead, l.Size)
+	case got != d.Hex:
+		v.Verdict, v.Error = store.StatusMismatch, fmt.Sprintf("content hashes to sha256:%s", got)
+	default:
+		v.Verdict = store.StatusVerified
+	}
+	return v
+}
+
+func newRunID() string {
+	var b [8]byte
+	randRead(b[:])
+	return hex.EncodeToString(b[:])
+}

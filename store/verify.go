@@ -1,0 +1,186 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Verification modes.
+const (
+	ModeDeep  = "deep"  // re-read and re-hash every byte
+	ModeQuick = "quick" // existence and size only
+)
+
+// Event types of verification.
+const (
+	EventLocationVerified = "v1.storage.location_verified"
+	// EventLocationFailed is emitted in addition to location_verified for
+	// every failed verdict, so consumers can subscribe to failures alone.
+	EventLocationFailed = "v1.storage.location_failed"
+)
+
+// Verdict is the outcome of verifying one location.
+type Verdict struct {
+	Digest    string        `json:"digest"`
+	Backend   string        `json:"backend"`
+	Mode      string        `json:"mode"`
+	Verdict   string        `json:"verdict"` // verified, mismatch, missing, unreadable
+	At        time.Time     `json:"at"`
+	BytesRead int64         `json:"bytes_read"`
+	Duration  time.Duration `json:"duration_ns"`
+	Error     string        `json:"error,omitempty"`
+	RunID     string        `json:"run_id"`
+}
+
+// Failed reports whether the verdict is a failure.
+func (v Verdict) Failed() bool { return v.Verdict != StatusVerified }
+
+// RecordVerdict updates the location's status and writes the verdict's
+// events in one transaction. A location deleted meanwhile is skipped.
+func (s *Store) RecordVerdict(ctx context.Context, v Verdict) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		l, err := getLocation(tx, v.Digest, v.Backend)
+		if err != nil || l == nil {
+			return err
+		}
+		at := v.At.UTC()
+		switch {
+		case v.Mode == ModeDeep:
+			l.Status = v.Verdict
+			l.LastVerifiedAt = &at
+		case v.Failed():
+			l.Status = v.Verdict
+			l.LastCheckedAt = &at
+		default:
+			// A quick check cannot vouch for the content: it keeps a
+			// verified status, and lifts a failed one back to stored.
+			if l.Failed() {
+				l.Status = StatusStored
+			}
+			l.LastCheckedAt = &at
+		}
+		l.LastError = v.Error
+		val, err := encode(l)
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketLocations).Put(joinKey(v.Digest, v.Backend), val); err != nil {
+			return err
+		}
+		if err := s.appendEvent(tx, EventLocationVerified, v.Digest, v); err != nil {
+			return err
+		}
+		if v.Failed() {
+			return s.appendEvent(tx, EventLocationFailed, v.Digest, v)
+		}
+		return nil
+	})
+}
+
+// RunSummary describes one verification run.
+type RunSummary struct {
+	ID         string         `json:"id"`
+	Backend    string         `json:"backend"`
+	Mode       string         `json:"mode"`
+	StartedAt  time.Time      `json:"started_at"`
+	FinishedAt *time.Time     `json:"finished_at,omitempty"`
+	Checked    int            `json:"checked"`
+	ByVerdict  map[string]int `json:"by_verdict"`
+	BytesRead  int64          `json:"bytes_read"`
+	Orphans    int            `json:"orphans"`
+	Error      string         `json:"error,omitempty"`
+	Resumed    bool           `json:"resumed,omitempty"`
+}
+
+// VerifyState is the persisted schedule of one backend and mode.
+type VerifyState struct {
+	// Current is set while a run is in progress; a restart resumes it.
+	Current *RunSummary `json:"current,omitempty"`
+	// Last is the last finished run.
+	Last *RunSummary `json:"last,omitempty"`
+	// LastSuccessAt is when a run last finished without error.
+	LastSuccessAt *time.Time `json:"last_success_at,omitempty"`
+	// NextAt is when the scheduler plans the next run.
+	NextAt *time.Time `json:"next_at,omitempty"`
+	// Overruns counts runs that were due while the previous one still ran.
+	Overruns      int        `json:"overruns"`
+	LastOverrunAt *time.Time `json:"last_overrun_at,omitempty"`
+}
+
+// GetVerifyState returns the state of backend and mode (zero if none).
+func (s *Store) GetVerifyState(ctx context.Context, backend, mode string) (VerifyState, error) {
+	var st VerifyState
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketVerifyState).Get(joinKey(backend, mode))
+		if v == nil {
+			return nil
+		}
+		return decode(v, &st)
+	})
+	return st, err
+}
+
+// UpdateVerifyState applies fn to the state in one transaction.
+func (s *Store) UpdateVerifyState(ctx context.Context, backend, mode string, fn func(*VerifyState)) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketVerifyState)
+		var st VerifyState
+		if v := b.Get(joinKey(backend, mode)); v != nil {
+			if err := decode(v, &st); err != nil {
+				return err
+			}
+		}
+		fn(&st)
+		v, err := encode(&st)
+		if err != nil {
+			return err
+		}
+		return b.Put(joinKey(backend, mode), v)
+	})
+}
+
+// FailedLocations returns up to limit locations with a failed verdict.
+func (s *Store) FailedLocations(ctx context.Context, limit int) ([]Location, int, error) {
+	var out []Location
+	total := 0
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketLocations).ForEach(func(k, v []byte) error {
+			var l Location
+			if err := decode(v, &l); err != nil {
+				return fmt.Errorf("location %q: %w", k, err)
+			}
+			if l.Failed() {
+				total++
+				if len(out) < limit {
+					out = append(out, l)
+				}
+			}
+			return nil
+		})
+	})
+	return out, total, err
+}
+
+// StagedOn returns the digests open upload sessions stage on backend;
+// verification does not report them as orphans.
+func (s *Store) StagedOn(ctx context.Context, backend string) (map[string]bool, error) {
+	out := map[string]bool{}
+	prefix := append([]byte(backend), 0)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketUploadRefs).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && len(k) > len(prefix) && string(k[:len(prefix)]) == string(prefix); k, _ = c.Next() {
+			rest := k[len(prefix):]
+			for i, b := range rest {
+				if b == 0 {
+					out[string(rest[:i])] = true
+					break
+				}
+			}
+		}
+		return nil
+	})
+	return out, err
+}

@@ -109,10 +109,17 @@ func NewService(ctx context.Context, cfg *Config, log *slog.Logger) (*Service, e
 	if err != nil {
 		return nil, err
 	}
+	metrics := prometheus.NewRegistry()
+	registerProcessMetrics(metrics)
+	metrics.MustRegister(newRegistryCollector(st))
 	bs, err := buildBackends(ctx, cfg, log)
 	if err != nil {
 		st.Close()
 		return nil, err
+	}
+	bm := backends.NewMetrics(metrics)
+	for id, b := range bs {
+		bs[id] = backends.Instrument(b, bm)
 	}
 	reg := registry.New(st, bs, router{rules: cfg.Routing.Rules, def: cfg.Routing.Default}, registry.Options{
 		SessionTTL: cfg.Server.UploadSessionTTL,
@@ -126,9 +133,6 @@ func NewService(ctx context.Context, cfg *Config, log *slog.Logger) (*Service, e
 		st.Close()
 		return nil, fmt.Errorf("drop upload sessions of the previous run: %w", err)
 	}
-	metrics := prometheus.NewRegistry()
-	registerProcessMetrics(metrics)
-	metrics.MustRegister(newRegistryCollector(st))
 	engine := verify.New(st, bs, verify.Options{
 		Concurrency:    cfg.Verify.Concurrency,
 		BytesPerSecond: cfg.Verify.BytesPerSecond,
@@ -140,6 +144,7 @@ func NewService(ctx context.Context, cfg *Config, log *slog.Logger) (*Service, e
 		MaxManifestBytes: cfg.Server.MaxManifestBytes,
 		SpoolDir:         filepath.Join(cfg.DataDir, "spool"),
 		Logger:           log,
+		Metrics:          metrics,
 		Ready: func(ctx context.Context) error {
 			_, err := st.Events(ctx, 0, 1)
 			return err

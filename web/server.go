@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"artifactstore/internal/digest"
 	"artifactstore/internal/manifest"
 	"artifactstore/internal/registry"
@@ -44,14 +46,17 @@ type Options struct {
 	Logger   *slog.Logger
 	// Ready reports whether the database is open; nil means always.
 	Ready func(ctx context.Context) error
+	// Metrics receives the HTTP metrics; nil registers nowhere.
+	Metrics prometheus.Registerer
 }
 
 // Server is the HTTP API.
 type Server struct {
-	reg  Registry
-	opts Options
-	log  *slog.Logger
-	mux  *http.ServeMux
+	reg     Registry
+	opts    Options
+	log     *slog.Logger
+	mux     *http.ServeMux
+	metrics *httpMetrics
 }
 
 // New builds the API handler.
@@ -65,7 +70,7 @@ func New(reg Registry, opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{reg: reg, opts: opts, log: opts.Logger, mux: http.NewServeMux()}
+	s := &Server{reg: reg, opts: opts, log: opts.Logger, mux: http.NewServeMux(), metrics: newHTTPMetrics(opts.Metrics)}
 	s.routes()
 	return s
 }
@@ -106,9 +111,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = r.WithContext(context.WithValue(r.Context(), logKey{}, log))
 	w.Header().Set("X-Request-Id", id)
 	rw := &recorder{ResponseWriter: w, status: http.StatusOK}
+	body := &countingBody{ReadCloser: r.Body}
+	r.Body = body
+	s.metrics.inFlight.Inc()
 	s.mux.ServeHTTP(rw, r)
-	log.Info("access", "method", r.Method, "path", r.URL.Path, "status", rw.status,
-		"bytes_in", r.ContentLength, "bytes_out", rw.n, "duration_ms", time.Since(start).Milliseconds(),
+	s.metrics.inFlight.Dec()
+	took := time.Since(start)
+	s.metrics.observe(r.Pattern, r.Method, rw.status, body.n, rw.n, took)
+	log.Info("access", "method", r.Method, "path", r.URL.Path, "route", r.Pattern, "status", rw.status,
+		"bytes_in", body.n, "bytes_out", rw.n, "duration_ms", took.Milliseconds(),
 		"remote", r.RemoteAddr)
 }
 

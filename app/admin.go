@@ -33,6 +33,8 @@ func (s *Service) AdminHandler() http.Handler {
 	mux.Handle("/", s.API)
 	mux.HandleFunc("GET /v1/admin/storage", s.adminStorage)
 	mux.HandleFunc("POST /v1/admin/verify", s.adminVerify)
+	mux.HandleFunc("GET /v1/admin/backup", s.adminBackup)
+	mux.HandleFunc("GET /v1/admin/db/check", s.adminDBCheck)
 	return mux
 }
 

@@ -78,7 +78,7 @@ func NewCLI(env Env) *cli.App {
 		HideHelpCommand:      true,
 		ExitErrHandler:       func(*cli.Context, error) {}, // Main prints and exits
 		Flags:                []cli.Flag{configFlag()},
-		Commands: []*cli.Command{
+		Commands: append([]*cli.Command{
 			serveCommand(env),
 			storage,
 			verifyAll,
@@ -111,7 +111,7 @@ func NewCLI(env Env) *cli.App {
 					return nil
 				},
 			},
-		},
+		}, dbCommands(env)...),
 	}
 	return a
 }

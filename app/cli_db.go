@@ -1,0 +1,252 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"artifactstore/store"
+)
+
+// adminBackup is GET /v1/admin/backup: a consistent snapshot of the
+// database, streamed while the service keeps serving.
+func (s *Service) adminBackup(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/octet-stream")
+	_, err := s.Store.WriteBackup(r.Context(), w, func(n int64) {
+		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+	})
+	if err != nil {
+		s.Log.Error("backup failed", "err", err)
+	}
+}
+
+// dbCheckResult is GET /v1/admin/db/check.
+type dbCheckResult struct {
+	OK       bool            `json:"ok"`
+	Problems []store.Problem `json:"problems"`
+}
+
+func (s *Service) adminDBCheck(w http.ResponseWriter, r *http.Request) {
+	problems, err := s.Store.Check(r.Context(), s.Registry.BackendIDs(), 1000)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	if problems == nil {
+		problems = []store.Problem{}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	writeJSONOut(w, dbCheckResult{OK: len(problems) == 0, Problems: problems})
+}
+
+func dbCommands(env Env) []*cli.Command {
+	backup := &cli.Command{
+		Name:  "backup",
+		Usage: "write a consistent copy of the registry database (works while the service runs)",
+		Flags: []cli.Flag{configFlag(), &cli.StringFlag{Name: "out", Required: true, Usage: "backup `FILE` to write"}},
+		Action: func(c *cli.Context) error {
+			cfg, err := loadFromCLI(c, env, nil)
+			if err != nil {
+				return cli.Exit(err, 2)
+			}
+			n, remote, err := backupTo(c.Context, cfg, NewLogger(env.Stderr, cfg.Log), c.String("out"))
+			if err != nil {
+				return cli.Exit(err, 1)
+			}
+			how := "opened the database directly"
+			if remote {
+				how = "through the running service"
+			}
+			fmt.Fprintf(env.Stdout, "backup written to %s (%d bytes, %s, checked)\n", c.String("out"), n, how)
+			return nil
+		},
+	}
+	restore := &cli.Command{
+		Name:  "restore",
+		Usage: "replace the registry database with a backup; refuses while the database is in use",
+		Flags: []cli.Flag{configFlag(),
+			&cli.StringFlag{Name: "from", Required: true, Usage: "backup `FILE`"},
+			&cli.BoolFlag{Name: "force", Usage: "replace an existing database (it is kept as <path>.before-restore-<time>)"},
+		},
+		Action: func(c *cli.Context) error {
+			cfg, err := loadFromCLI(c, env, nil)
+			if err != nil {
+				return cli.Exit(err, 2)
+			}
+			kept, err := restoreFrom(c.Context, cfg, c.String("from"), c.Bool("force"))
+			if err != nil {
+				return cli.Exit(err, 1)
+			}
+			fmt.Fprintf(env.Stdout, "restored %s from %s\n", cfg.Database.Path, c.String("from"))
+			if kept != "" {
+				fmt.Fprintf(env.Stdout, "the previous database is kept as %s\n", kept)
+			}
+			return nil
+		},
+	}
+	db := &cli.Command{
+		Name:  "db",
+		Usage: "registry database maintenance",
+		Subcommands: []*cli.Command{{
+			Name:  "check",
+			Usage: "check bbolt's consistency and the registry's invariants; exit 1 if anything is wrong",
+			Flags: []cli.Flag{configFlag(), jsonFlag},
+			Action: func(c *cli.Context) error {
+				cfg, err := loadFromCLI(c, env, nil)
+				if err != nil {
+					return cli.Exit(err, 2)
+				}
+				conn, err := dialAdmin(c.Context, cfg, NewLogger(env.Stderr, cfg.Log))
+				if err != nil {
+					return cli.Exit(err, 2)
+				}
+				defer conn.close()
+				var res dbCheckResult
+				if err := conn.getJSON(c.Context, "/v1/admin/db/check", &res); err != nil {
+					return cli.Exit(err, 2)
+				}
+				if c.Bool("json") {
+					writeJSONOut(env.Stdout, res)
+				} else if res.OK {
+					fmt.Fprintf(env.Stdout, "database %s is consistent\n", cfg.Database.Path)
+				} else {
+					for _, p := range res.Problems {
+						fmt.Fprintln(env.Stdout, "PROBLEM", p.String())
+					}
+				}
+				if !res.OK {
+					return cli.Exit(fmt.Sprintf("%d problems found", len(res.Problems)), 1)
+				}
+				return nil
+			},
+		}},
+	}
+	return []*cli.Command{backup, restore, db}
+}
+
+// backupTo writes a backup through the admin path to a temporary file,
+// checks that it opens and passes the consistency checks, then renames it
+// into place. It reports whether a running service produced it.
+func backupTo(ctx context.Context, cfg *Config, log *slog.Logger, out string) (int64, bool, error) {
+	conn, err := dialAdmin(ctx, cfg, log)
+	if err != nil {
+		return 0, false, err
+	}
+	defer conn.close()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, adminBase+"/v1/admin/backup", nil)
+	if err != nil {
+		return 0, false, err
+	}
+	resp, err := conn.http.Do(req)
+	if err != nil {
+		return 0, conn.Remote, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, conn.Remote, fmt.Errorf("backup: %s", resp.Status)
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o750); err != nil {
+		return 0, conn.Remote, err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(out), filepath.Base(out)+".tmp-*")
+	if err != nil {
+		return 0, conn.Remote, err
+	}
+	defer os.Remove(tmp.Name())
+	n, err := io.Copy(tmp, resp.Body)
+	if err == nil && resp.ContentLength >= 0 && n != resp.ContentLength {
+		err = fmt.Errorf("backup stream ended after %d of %d bytes", n, resp.ContentLength)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, conn.Remote, fmt.Errorf("write backup: %w", err)
+	}
+	if err := checkBackupFile(ctx, tmp.Name()); err != nil {
+		return 0, conn.Remote, err
+	}
+	if err := os.Rename(tmp.Name(), out); err != nil {
+		return 0, conn.Remote, err
+	}
+	return n, conn.Remote, nil
+}
+
+// checkBackupFile checks a backup before it is kept or restored.
+func checkBackupFile(ctx context.Context, path string) error {
+	return store.CheckFile(path)
+}
+
+// restoreFrom copies a checked backup over the configured database. It
+// refuses while a service answers on the admin socket or holds the
+// database lock, and replaces an existing database only with force,
+// keeping the old file beside it.
+func restoreFrom(ctx context.Context, cfg *Config, from string, force bool) (string, error) {
+	if c, err := net.DialTimeout("unix", cfg.AdminSocket(), time.Second); err == nil {
+		c.Close()
+		return "", fmt.Errorf("refusing to restore: a running service answers on %s; stop it first", cfg.AdminSocket())
+	}
+	if err := checkBackupFile(ctx, from); err != nil {
+		return "", err
+	}
+	dst := cfg.Database.Path
+	kept := ""
+	if _, err := os.Stat(dst); err == nil {
+		// Taking the lock proves no process uses the database.
+		st, err := store.Open(dst, store.Options{LockTimeout: time.Second, ReadOnly: true})
+		if err != nil {
+			if errors.Is(err, store.ErrLocked) {
+				return "", fmt.Errorf("refusing to restore over a live database: %w", err)
+			}
+		} else {
+			st.Close()
+		}
+		if !force {
+			return "", fmt.Errorf("refusing to replace the existing database %s without --force", dst)
+		}
+		kept = fmt.Sprintf("%s.before-restore-%s", dst, time.Now().UTC().Format("20060102T150405Z"))
+		if err := os.Rename(dst, kept); err != nil {
+			return "", err
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
+		return kept, err
+	}
+	src, err := os.Open(from)
+	if err != nil {
+		return kept, err
+	}
+	defer src.Close()
+	tmp, err := os.CreateTemp(filepath.Dir(dst), filepath.Base(dst)+".restore-*")
+	if err != nil {
+		return kept, err
+	}
+	defer os.Remove(tmp.Name())
+	_, err = io.Copy(tmp, src)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o600)
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), dst)
+	}
+	return kept, err
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -234,5 +235,35 @@ func TestSIGTERMDuringUploadLeavesNothing(t *testing.T) {
 	counts, _ := env.svc.Store.Counts(ctxT(t))
 	if counts["upload_sessions"] != 0 || counts["upload_refs"] != 0 || counts["packages"] != 0 {
 		t.Fatalf("after restart: %v", counts)
+	}
+}
+
+// TestSystemdNotify: under systemd (NOTIFY_SOCKET set) the service reports
+// READY=1 once it serves and STOPPING=1 on SIGTERM.
+func TestSystemdNotify(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	cfg := writeLocalConfig(t, dir, filepath.Join(dir, "objects"), "")
+	p := startProc(t, cfg, "NOTIFY_SOCKET="+sock)
+	read := func() string {
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		buf := make([]byte, 256)
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("no notification: %v", err)
+		}
+		return string(buf[:n])
+	}
+	if got := read(); got != "READY=1" {
+		t.Fatalf("first notification %q", got)
+	}
+	p.stop(t)
+	if got := read(); got != "STOPPING=1" {
+		t.Fatalf("notification at shutdown %q", got)
 	}
 }

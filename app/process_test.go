@@ -82,7 +82,8 @@ func (s *syncBuffer) String() string {
 }
 
 // startProc runs the binary's serve command with the given config file and
-// extra environment, and waits until /readyz answers 200.
+// extra environment, and waits until /healthz answers 200 (a config with a
+// backend that is down never becomes ready).
 func startProc(t *testing.T, cfgFile string, env ...string) *proc {
 	t.Helper()
 	addr := freePort(t)
@@ -101,7 +102,7 @@ func startProc(t *testing.T, cfgFile string, env ...string) *proc {
 	})
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := client.New(p.url).Get(context.Background(), "/readyz", nil)
+		resp, err := client.New(p.url).Get(context.Background(), "/healthz", nil)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {

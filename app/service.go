@@ -191,13 +191,17 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	}()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	s.Log.Info("serving", "addr", ln.Addr().String(), "backends", s.Registry.BackendIDs(), "database", s.Store.Path())
+	s.Log.Info("serving", "addr", ln.Addr().String(), "admin_socket", s.Config.AdminSocket(), "backends", s.Registry.BackendIDs(), "database", s.Store.Path())
+	if err := sdNotify("READY=1"); err != nil {
+		s.Log.Warn("systemd readiness notification failed", "err", err)
+	}
 	select {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
 	}
 	s.Log.Info("shutting down", "timeout", s.Config.Server.ShutdownTimeout.String())
+	sdNotify("STOPPING=1")
 	sctx, cancel := context.WithTimeout(baseCtx, s.Config.Server.ShutdownTimeout)
 	defer cancel()
 	adminLn.Close()

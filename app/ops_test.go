@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -265,5 +266,41 @@ func TestSystemdNotify(t *testing.T) {
 	p.stop(t)
 	if got := read(); got != "STOPPING=1" {
 		t.Fatalf("notification at shutdown %q", got)
+	}
+}
+
+// TestSystemdUnits: the unit files under docs/systemd pass systemd-analyze
+// verify (with ExecStart pointing at a real binary) and keep their hardening.
+func TestSystemdUnits(t *testing.T) {
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("systemd-analyze is needed to check the unit files")
+		}
+		t.Skip("systemd-analyze not installed")
+	}
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	var units []string
+	for _, name := range []string{"artifactstore.service", "artifactstore-verify.service", "artifactstore-verify.timer"} {
+		b, err := os.ReadFile(filepath.Join("..", "docs", "systemd", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name == "artifactstore.service" {
+			for _, want := range []string{"Type=notify", "User=artifactstore", "ProtectSystem=strict", "ReadWritePaths=/var/lib/artifactstore", "NoNewPrivileges=yes", "PrivateTmp=yes"} {
+				if !bytes.Contains(b, []byte(want)) {
+					t.Errorf("%s lacks %s", name, want)
+				}
+			}
+		}
+		b = bytes.ReplaceAll(b, []byte("/usr/local/bin/artifactstore"), []byte(bin))
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, b, 0o644)
+		units = append(units, p)
+	}
+	out, err := exec.Command(analyze, append([]string{"verify"}, units...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
 	}
 }

@@ -111,7 +111,7 @@ func NewCLI(env Env) *cli.App {
 					return nil
 				},
 			},
-		}, dbCommands(env)...),
+		}, append(dbCommands(env), clientCommands(env)...)...),
 	}
 	return a
 }

@@ -119,6 +119,9 @@ type Package struct {
 // do sends a request and decodes a JSON answer into out (if non-nil). It
 // returns the status code; an error status yields an *Error.
 func (c *Client) do(ctx context.Context, method, path string, hdr http.Header, body io.Reader, size int64, out any) (int, error) {
+	if body != nil && size == 0 {
+		body = http.NoBody // a zero ContentLength with a body would be sent chunked
+	}
 	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, body)
 	if err != nil {
 		return 0, err

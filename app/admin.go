@@ -31,11 +31,23 @@ func (c *Config) AdminSocket() string { return filepath.Join(c.DataDir, "admin.s
 func (s *Service) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", s.API)
-	mux.HandleFunc("GET /v1/admin/storage", s.adminStorage)
-	mux.HandleFunc("POST /v1/admin/verify", s.adminVerify)
-	mux.HandleFunc("GET /v1/admin/backup", s.adminBackup)
-	mux.HandleFunc("GET /v1/admin/db/check", s.adminDBCheck)
+	for pattern, h := range s.adminRoutes() {
+		mux.Handle(pattern, h)
+	}
 	return mux
+}
+
+// adminRoutes are the operator endpoints.
+func (s *Service) adminRoutes() map[string]http.Handler {
+	return map[string]http.Handler{
+		"GET /v1/admin/storage":        http.HandlerFunc(s.adminStorage),
+		"POST /v1/admin/verify":        http.HandlerFunc(s.adminVerify),
+		"GET /v1/admin/backup":         http.HandlerFunc(s.adminBackup),
+		"GET /v1/admin/db/check":       http.HandlerFunc(s.adminDBCheck),
+		"GET /v1/admin/tokens":         http.HandlerFunc(s.adminTokenList),
+		"POST /v1/admin/tokens":        http.HandlerFunc(s.adminTokenCreate),
+		"DELETE /v1/admin/tokens/{id}": http.HandlerFunc(s.adminTokenRevoke),
+	}
 }
 
 // listenAdmin opens the admin socket, replacing a stale one. The socket is

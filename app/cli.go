@@ -111,7 +111,7 @@ func NewCLI(env Env) *cli.App {
 					return nil
 				},
 			},
-		}, append(dbCommands(env), clientCommands(env)...)...),
+		}, append(append(dbCommands(env), tokenCommand(env)), clientCommands(env)...)...),
 	}
 	return a
 }

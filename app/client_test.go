@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -15,10 +16,14 @@ import (
 	"testing"
 )
 
-// runClient runs a client subcommand against url.
-func runClient(t *testing.T, url string, args ...string) (int, string, string) {
+// runClient runs a client subcommand against url with a token from the
+// environment, as CI jobs do.
+func runClient(t *testing.T, token, url string, args ...string) (int, string, string) {
 	t.Helper()
-	return runCLI(t, append([]string{args[0], "--server", url}, args[1:]...)...)
+	var out, errb bytes.Buffer
+	code := Main(context.Background(), append([]string{"artifactstore", args[0], "--server", url}, args[1:]...),
+		Env{Stdout: &out, Stderr: &errb, Environ: append(os.Environ(), "ARTIFACTSTORE_TOKEN="+token)})
+	return code, out.String(), errb.String()
 }
 
 func writeTree(t *testing.T, root string, files map[string][]byte) {
@@ -53,7 +58,7 @@ func TestClientPushPullRoundTrip(t *testing.T) {
 		"lib/deep/nested/x.so": randBytes(2, 50<<20),
 	}
 	writeTree(t, src, files)
-	code, out, errOut := runClient(t, env.url, "push", "--producer", "ci", "--retention-class", "release", "--label", "git.sha=abc", "--json", "tool", "1.0", src)
+	code, out, errOut := runClient(t, env.token, env.url, "push", "--producer", "ci", "--retention-class", "release", "--label", "git.sha=abc", "--json", "tool", "1.0", src)
 	if code != 0 {
 		t.Fatalf("push: exit %d\n%s\n%s", code, out, errOut)
 	}
@@ -63,7 +68,7 @@ func TestClientPushPullRoundTrip(t *testing.T) {
 		t.Fatalf("push result %+v", pr)
 	}
 	dst := t.TempDir()
-	code, out, errOut = runClient(t, env.url, "pull", "--to", dst, "tool@1.0")
+	code, out, errOut = runClient(t, env.token, env.url, "pull", "--to", dst, "tool@1.0")
 	if code != 0 {
 		t.Fatalf("pull: exit %d\n%s\n%s", code, out, errOut)
 	}
@@ -79,7 +84,7 @@ func TestClientPushPullRoundTrip(t *testing.T) {
 	files2 := map[string][]byte{"lib/deep/nested/x.so": files["lib/deep/nested/x.so"], "CHANGELOG": []byte("v1.1: new")}
 	src2 := t.TempDir()
 	writeTree(t, src2, files2)
-	code, out, errOut = runClient(t, env.url, "push", "--producer", "ci", "--retention-class", "release", "tool", "1.1", src2)
+	code, out, errOut = runClient(t, env.token, env.url, "push", "--producer", "ci", "--retention-class", "release", "tool", "1.1", src2)
 	if code != 0 || !strings.Contains(out, "skipped 52428800 bytes already stored") || !strings.Contains(out, "uploaded 9 bytes") {
 		t.Fatalf("second push: exit %d\n%s\n%s", code, out, errOut)
 	}
@@ -87,30 +92,30 @@ func TestClientPushPullRoundTrip(t *testing.T) {
 		t.Fatalf("server received %v upload bytes for the second push, want 9", got)
 	}
 	// Pushing the same again is a no-op.
-	code, out, _ = runClient(t, env.url, "push", "--producer", "ci", "--retention-class", "release", "tool", "1.1", src2)
+	code, out, _ = runClient(t, env.token, env.url, "push", "--producer", "ci", "--retention-class", "release", "tool", "1.1", src2)
 	if code != 0 || !strings.Contains(out, "already published") {
 		t.Fatalf("repeat push: exit %d %s", code, out)
 	}
 	// Different content under the same version fails with the conflict.
 	os.WriteFile(filepath.Join(src2, "CHANGELOG"), []byte("changed"), 0o644)
-	code, _, errOut = runClient(t, env.url, "push", "--producer", "ci", "--retention-class", "release", "tool", "1.1", src2)
+	code, _, errOut = runClient(t, env.token, env.url, "push", "--producer", "ci", "--retention-class", "release", "tool", "1.1", src2)
 	if code != 1 || !strings.Contains(errOut, "conflict") {
 		t.Fatalf("conflicting push: exit %d %s", code, errOut)
 	}
 	// ls, show and events.
-	code, out, _ = runClient(t, env.url, "ls", "--name", "tool")
+	code, out, _ = runClient(t, env.token, env.url, "ls", "--name", "tool")
 	if code != 0 || !strings.Contains(out, "1.0") || !strings.Contains(out, "1.1") {
 		t.Fatalf("ls: %d %s", code, out)
 	}
-	code, out, _ = runClient(t, env.url, "show", "tool@1.1")
+	code, out, _ = runClient(t, env.token, env.url, "show", "tool@1.1")
 	if code != 0 || !strings.Contains(out, "lib/deep/nested/x.so") || !strings.Contains(out, "local:stored") {
 		t.Fatalf("show: %d %s", code, out)
 	}
-	code, out, _ = runClient(t, env.url, "events", "--after", "0")
+	code, out, _ = runClient(t, env.token, env.url, "events", "--after", "0")
 	if code != 0 || !strings.Contains(out, "v1.package.created\ttool@1.1") {
 		t.Fatalf("events: %d %s", code, out)
 	}
-	code, _, errOut = runClient(t, env.url, "show", "tool@9.9")
+	code, _, errOut = runClient(t, env.token, env.url, "show", "tool@9.9")
 	if code != 1 || !strings.Contains(errOut, "not_found") {
 		t.Fatalf("show of a missing package: %d %s", code, errOut)
 	}
@@ -179,7 +184,7 @@ func TestClientPullResumesAfterCut(t *testing.T) {
 	srv := httptest.NewServer(px)
 	defer srv.Close()
 	dst := t.TempDir()
-	code, out, errOut := runClient(t, srv.URL, "pull", "--to", dst, "resumable@1")
+	code, out, errOut := runClient(t, env.token, srv.URL, "pull", "--to", dst, "resumable@1")
 	if code != 0 {
 		t.Fatalf("pull through a cutting proxy: exit %d\n%s\n%s", code, out, errOut)
 	}
@@ -205,7 +210,7 @@ func TestClientPullDetectsCorruption(t *testing.T) {
 	srv := httptest.NewServer(&faultProxy{target: env.url, flip: true})
 	defer srv.Close()
 	dst := t.TempDir()
-	code, _, errOut := runClient(t, srv.URL, "pull", "--to", dst, "corrupt@1")
+	code, _, errOut := runClient(t, env.token, srv.URL, "pull", "--to", dst, "corrupt@1")
 	if code != 1 || !strings.Contains(errOut, "does not match its digest") {
 		t.Fatalf("pull of corrupted bytes: exit %d\n%s", code, errOut)
 	}
@@ -233,7 +238,7 @@ func TestClientPullRefusesHostilePaths(t *testing.T) {
 			parent := t.TempDir()
 			dst := filepath.Join(parent, "target")
 			os.MkdirAll(dst, 0o755)
-			code, _, errOut := runClient(t, fake.URL, "pull", "--to", dst, "evil@1")
+			code, _, errOut := runClient(t, "", fake.URL, "pull", "--to", dst, "evil@1")
 			if code != 1 || !strings.Contains(errOut, "unsafe path") {
 				t.Fatalf("exit %d: %s", code, errOut)
 			}

@@ -43,6 +43,14 @@ type Config struct {
 	Backends map[string]BackendConfig `koanf:"backends" yaml:"backends"`
 	Routing  RoutingConfig            `koanf:"routing" yaml:"routing"`
 	Verify   VerifyConfig             `koanf:"verify" yaml:"verify"`
+	Auth     AuthConfig               `koanf:"auth" yaml:"auth"`
+}
+
+// AuthConfig controls access. Writes always need a publish token bound to
+// the package's producer; admin operations over HTTP need an admin token.
+type AuthConfig struct {
+	// AnonymousRead lets requests without a token read packages and events.
+	AnonymousRead bool `koanf:"anonymous_read" yaml:"anonymous_read"`
 }
 
 // VerifyConfig drives the built-in verification scheduler and the budget
@@ -74,6 +82,16 @@ type ServerConfig struct {
 	ReadHeaderTimeout  time.Duration `koanf:"read_header_timeout" yaml:"read_header_timeout"`
 	IdleTimeout        time.Duration `koanf:"idle_timeout" yaml:"idle_timeout"`
 	ShutdownTimeout    time.Duration `koanf:"shutdown_timeout" yaml:"shutdown_timeout"`
+	// BodyReadTimeout is the longest wait for the next bytes of a request
+	// body; a client that trickles slower is cut off.
+	BodyReadTimeout      time.Duration `koanf:"body_read_timeout" yaml:"body_read_timeout"`
+	MaxConcurrentUploads int           `koanf:"max_concurrent_uploads" yaml:"max_concurrent_uploads"`
+	// TLSCertFile and TLSKeyFile switch listen to HTTPS.
+	TLSCertFile string `koanf:"tls_cert_file" yaml:"tls_cert_file"`
+	TLSKeyFile  string `koanf:"tls_key_file" yaml:"tls_key_file"`
+	// LocalListen optionally serves the same API over plain HTTP on a
+	// loopback address (for local tools while listen is HTTPS).
+	LocalListen string `koanf:"local_listen" yaml:"local_listen"`
 }
 
 // DatabaseConfig locates the bbolt file.
@@ -348,11 +366,30 @@ func (c *Config) Validate() error {
 		{"server.read_header_timeout", int64(c.Server.ReadHeaderTimeout)},
 		{"server.idle_timeout", int64(c.Server.IdleTimeout)},
 		{"server.shutdown_timeout", int64(c.Server.ShutdownTimeout)},
+		{"server.body_read_timeout", int64(c.Server.BodyReadTimeout)},
+		{"server.max_concurrent_uploads", int64(c.Server.MaxConcurrentUploads)},
 		{"database.lock_timeout", int64(c.Database.LockTimeout)},
 	}
 	for _, p := range positive {
 		if p.v <= 0 {
 			return &ConfigError{Key: p.key, Msg: "must be greater than zero"}
+		}
+	}
+	if (c.Server.TLSCertFile == "") != (c.Server.TLSKeyFile == "") {
+		return &ConfigError{Key: "server.tls_cert_file", Msg: "tls_cert_file and tls_key_file go together"}
+	}
+	for _, f := range []struct{ key, path string }{{"server.tls_cert_file", c.Server.TLSCertFile}, {"server.tls_key_file", c.Server.TLSKeyFile}} {
+		if f.path != "" {
+			if _, err := os.Stat(f.path); err != nil {
+				return &ConfigError{Key: f.key, Msg: err.Error()}
+			}
+		}
+	}
+	if c.Server.LocalListen != "" {
+		host, _, err := net.SplitHostPort(c.Server.LocalListen)
+		ip := net.ParseIP(host)
+		if err != nil || ip == nil || !ip.IsLoopback() {
+			return &ConfigError{Key: "server.local_listen", Msg: fmt.Sprintf("%q must be a loopback host:port such as 127.0.0.1:8081", c.Server.LocalListen)}
 		}
 	}
 	if c.Verify.Concurrency < 1 || c.Verify.Concurrency > 64 {

@@ -28,6 +28,7 @@ import (
 
 // testEnv is a running service on a loopback port and a client for it.
 type testEnv struct {
+	token  string
 	svc    *Service
 	c      *client.Client
 	url    string
@@ -70,9 +71,27 @@ func startConfig(t *testing.T, cfg *Config) *testEnv {
 	ctx, cancel := context.WithCancel(context.Background())
 	env := &testEnv{svc: svc, url: "http://" + ln.Addr().String(), cancel: cancel, done: make(chan error, 1)}
 	env.c = client.New(env.url)
+	// An admin token: it may publish as any producer. Scope and producer
+	// rules have their own tests (auth_test.go).
+	tok, _, err := svc.Store.CreateToken(context.Background(), "e2e", "admin", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.c.Token, env.token = tok, tok
 	go func() { env.done <- svc.Serve(ctx, ln) }()
 	t.Cleanup(env.stop)
 	return env
+}
+
+// post sends an authenticated POST to path.
+func (e *testEnv) post(path, contentType string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodPost, e.url+path, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", contentType)
+	req.Header.Set("Authorization", "Bearer "+e.token)
+	return http.DefaultClient.Do(req)
 }
 
 func (e *testEnv) stop() {

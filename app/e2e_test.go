@@ -367,7 +367,7 @@ func e2eBadInput(t *testing.T, env *testEnv, rt e2eRoute, pfx string) {
 	}
 	t.Run("malformed JSON", func(t *testing.T) {
 		for _, body := range []string{`{"name":`, `[]`, `{"name":"x","bogus":1}`, `{"name":"a"} {"name":"b"}`} {
-			resp, err := http.Post(env.url+"/v1/uploads", "application/json", strings.NewReader(body))
+			resp, err := env.post("/v1/uploads", "application/json", strings.NewReader(body))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -454,7 +454,7 @@ func e2eBadInput(t *testing.T, env *testEnv, rt e2eRoute, pfx string) {
 		part, _ := mw.CreateFormFile("file", "big.bin")
 		part.Write(make([]byte, 33554433))
 		mw.Close()
-		resp, err := http.Post(env.url+"/v1/packages", mw.FormDataContentType(), &buf)
+		resp, err := env.post("/v1/packages", mw.FormDataContentType(), &buf)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -474,7 +474,7 @@ func e2eBadInput(t *testing.T, env *testEnv, rt e2eRoute, pfx string) {
 		part, _ := mw.CreatePart(h)
 		part.Write([]byte("#!/bin/sh"))
 		mw.Close()
-		resp, err := http.Post(env.url+"/v1/packages", mw.FormDataContentType(), &buf)
+		resp, err := env.post("/v1/packages", mw.FormDataContentType(), &buf)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -502,7 +502,7 @@ func e2eForm(t *testing.T, env *testEnv, rt e2eRoute, pfx string) {
 	mw.Close()
 	raw := buf.Bytes()
 	for i, want := range []int{201, 200} {
-		resp, err := http.Post(env.url+"/v1/packages", mw.FormDataContentType(), bytes.NewReader(raw))
+		resp, err := env.post("/v1/packages", mw.FormDataContentType(), bytes.NewReader(raw))
 		if err != nil {
 			t.Fatal(err)
 		}

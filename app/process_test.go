@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"artifactstore/internal/client"
+	"artifactstore/store"
 )
 
 var (
@@ -59,6 +60,7 @@ func freePort(t *testing.T) string {
 
 // proc is a running `artifactstore serve`.
 type proc struct {
+	token string
 	cmd  *exec.Cmd
 	url  string
 	logs *syncBuffer
@@ -86,10 +88,11 @@ func (s *syncBuffer) String() string {
 // backend that is down never becomes ready).
 func startProc(t *testing.T, cfgFile string, env ...string) *proc {
 	t.Helper()
+	token := adminTokenFor(t, cfgFile)
 	addr := freePort(t)
 	cmd := exec.Command(buildBinary(t), "serve", "--config", cfgFile, "--listen", addr)
 	cmd.Env = append(os.Environ(), env...)
-	p := &proc{cmd: cmd, url: "http://" + addr, logs: &syncBuffer{}}
+	p := &proc{cmd: cmd, url: "http://" + addr, logs: &syncBuffer{}, token: token}
 	cmd.Stdout, cmd.Stderr = p.logs, p.logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -120,7 +123,7 @@ func TestKillBetweenUploadAndCommitLeavesNothing(t *testing.T) {
 	cfg := filepath.Join(dir, "config.yaml")
 	os.WriteFile(cfg, []byte(strings.ReplaceAll(localConfig, "@DIR@", dir)), 0o600)
 	p := startProc(t, cfg)
-	c := client.New(p.url)
+	c := clientFor(p)
 	files := map[string][]byte{"a.bin": randBytes(3, 2<<20), "b.txt": []byte("staged, never committed")}
 	br, err := c.Begin(ctxT(t), manifestOf("crashy", "1", "ci", "release", files))
 	if err != nil {
@@ -144,7 +147,7 @@ func TestKillBetweenUploadAndCommitLeavesNothing(t *testing.T) {
 	p.cmd.Wait()
 
 	p2 := startProc(t, cfg)
-	c2 := client.New(p2.url)
+	c2 := clientFor(p2)
 	if _, err := c2.GetPackage(ctxT(t), "crashy", "1"); client.Code(err) != "not_found" {
 		t.Fatalf("package after crash: %v, want not_found", err)
 	}
@@ -211,10 +214,17 @@ func TestReadmeWalkthrough(t *testing.T) {
 	}
 	script := string(m[1])
 	dir := t.TempDir()
-	p := startProc(t, "../config.example.yaml", "ARTIFACTSTORE_DATA_DIR="+filepath.Join(dir, "data"))
+	example, err := os.ReadFile("../config.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "config.example.yaml"), example, 0o600)
+	dataEnv := "ARTIFACTSTORE_DATA_DIR=" + filepath.Join(dir, "data")
+	t.Setenv("ARTIFACTSTORE_DATA_DIR", filepath.Join(dir, "data"))
+	p := startProc(t, filepath.Join(dir, "config.example.yaml"), dataEnv)
 	cmd := exec.Command("bash", "-euo", "pipefail", "-c", script)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "ARTIFACTSTORE_URL="+p.url)
+	cmd.Env = append(os.Environ(), "ARTIFACTSTORE_URL="+p.url, "AS="+buildBinary(t), dataEnv)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("walkthrough failed: %v\n%s\nserver log:\n%s", err, out, p.logs.String())
@@ -232,14 +242,38 @@ func TestReadmeWalkthrough(t *testing.T) {
 			t.Errorf("staged publish skipped nothing: %s", sc.Text())
 		}
 	}
-	c := client.New(p.url)
+	c := clientFor(p)
 	pkg, err := c.GetPackage(ctxT(t), "hello", "1.1.0")
 	if err != nil || len(pkg.Files) != 2 {
 		t.Fatalf("hello@1.1.0 after the walkthrough: %v %+v", err, pkg)
 	}
 }
 
-func clientFor(p *proc) *client.Client { return client.New(p.url) }
+func clientFor(p *proc) *client.Client {
+	c := client.New(p.url)
+	c.Token = p.token
+	return c
+}
+
+// adminTokenFor creates an admin token in the config's database before a
+// process opens it (afterwards the process holds the lock).
+func adminTokenFor(t *testing.T, cfgFile string) string {
+	t.Helper()
+	cfg, err := LoadConfig(LoadOptions{File: cfgFile, Environ: os.Environ()})
+	if err != nil {
+		t.Fatalf("load %s: %v", cfgFile, err)
+	}
+	st, err := store.Open(cfg.Database.Path, store.Options{LockTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	tok, _, err := st.CreateToken(context.Background(), "test", "admin", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
 
 // stop sends SIGTERM and waits for a clean exit.
 func (p *proc) stop(t *testing.T) {

@@ -140,19 +140,28 @@ func NewService(ctx context.Context, cfg *Config, log *slog.Logger) (*Service, e
 		Metrics:        verify.NewMetrics(metrics),
 	})
 	api := web.New(reg, web.Options{
-		MaxBodyBytes:     cfg.Server.MaxBodyBytes,
-		MaxManifestBytes: cfg.Server.MaxManifestBytes,
-		SpoolDir:         filepath.Join(cfg.DataDir, "spool"),
-		Logger:           log,
-		Metrics:          metrics,
+		MaxBodyBytes:         cfg.Server.MaxBodyBytes,
+		MaxManifestBytes:     cfg.Server.MaxManifestBytes,
+		SpoolDir:             filepath.Join(cfg.DataDir, "spool"),
+		Logger:               log,
+		Metrics:              metrics,
+		Auth:                 st,
+		AnonymousRead:        cfg.Auth.AnonymousRead,
+		MaxConcurrentUploads: cfg.Server.MaxConcurrentUploads,
+		BodyReadTimeout:      cfg.Server.BodyReadTimeout,
 		Ready: func(ctx context.Context) error {
 			_, err := st.Events(ctx, 0, 1)
 			return err
 		},
 	})
 	svc := &Service{Config: cfg, Log: log, Store: st, Backends: bs, Registry: reg, API: api, Verify: engine, Metrics: metrics}
-	api.Handle("GET /v1/health", http.HandlerFunc(svc.healthDoc))
-	api.Handle("GET /metrics", metricsHandler(metrics))
+	api.Handle("GET /v1/health", store.ScopeRead, http.HandlerFunc(svc.healthDoc))
+	api.Handle("GET /metrics", web.ScopeOpen, metricsHandler(metrics))
+	// The admin endpoints are on the public API too, for an admin token;
+	// the admin socket serves them without one (its file mode guards it).
+	for pattern, h := range svc.adminRoutes() {
+		api.Handle(pattern, store.ScopeAdmin, h)
+	}
 	return svc, nil
 }
 
@@ -190,7 +199,24 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 		})
 	}()
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if s.Config.Server.TLSCertFile != "" {
+			errc <- srv.ServeTLS(ln, s.Config.Server.TLSCertFile, s.Config.Server.TLSKeyFile)
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	var localSrv *http.Server
+	if addr := s.Config.Server.LocalListen; addr != "" {
+		lln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("listen on %s (server.local_listen): %w", addr, err)
+		}
+		localSrv = &http.Server{Handler: s.API, ReadHeaderTimeout: srv.ReadHeaderTimeout, IdleTimeout: srv.IdleTimeout,
+			BaseContext: srv.BaseContext, ErrorLog: srv.ErrorLog}
+		go localSrv.Serve(lln)
+		s.Log.Info("serving plain HTTP on loopback", "addr", lln.Addr().String())
+	}
 	s.Log.Info("serving", "addr", ln.Addr().String(), "admin_socket", s.Config.AdminSocket(), "backends", s.Registry.BackendIDs(), "database", s.Store.Path())
 	if err := sdNotify("READY=1"); err != nil {
 		s.Log.Warn("systemd readiness notification failed", "err", err)
@@ -214,6 +240,10 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	adminSrv.Shutdown(sctx)
 	adminSrv.Close()
+	if localSrv != nil {
+		localSrv.Shutdown(sctx)
+		localSrv.Close()
+	}
 	// Stop the scheduler; an interrupted run resumes at the next start.
 	cancelRequests()
 	<-verifyDone

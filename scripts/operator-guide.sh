@@ -84,18 +84,20 @@ for _ in $(seq 100); do
 done
 curl -fsS "$URL/readyz"
 
-step "7. Publish and fetch a first package"
+step "7. A publish token for the CI producer, then publish and fetch a first package"
+TOKEN=$("$AS" token create --config "$CFG" --name ci-ops --scope publish --producer ops --expires 720h)
+AUTH="Authorization: Bearer $TOKEN"
 head -c 3000000 /dev/urandom >"$ROOT/app.tar.gz"
-curl -fsS -F 'manifest={"name":"first","version":"1.0.0","producer":"ops","retention_class":"release"}' \
+curl -fsS -H "$AUTH" -F 'manifest={"name":"first","version":"1.0.0","producer":"ops","retention_class":"release"}' \
 	-F "file=@$ROOT/app.tar.gz;filename=dist/app.tar.gz" "$URL/v1/packages" >/dev/null
-curl -fsS -o "$ROOT/fetched.tar.gz" "$URL/v1/packages/first/1.0.0/files/dist/app.tar.gz"
+curl -fsS -H "$AUTH" -o "$ROOT/fetched.tar.gz" "$URL/v1/packages/first/1.0.0/files/dist/app.tar.gz"
 cmp "$ROOT/app.tar.gz" "$ROOT/fetched.tar.gz"
 echo "fetched byte-exact"
 
 step "8. Verify from cron, beside the running service"
 "$AS" verify --config "$CFG"
-curl -fsS "$URL/v1/packages/first/1.0.0" | grep -q '"status": "verified"'
-curl -fsS "$URL/v1/health" | grep -q '"status": "ok"'
+curl -fsS -H "$AUTH" "$URL/v1/packages/first/1.0.0" | grep -q '"status": "verified"'
+curl -fsS -H "$AUTH" "$URL/v1/health" | grep -q '"status": "ok"'
 
 step "9. Back up the database while the service runs"
 "$AS" backup --config "$CFG" --out "$ROOT/var/backups/artifactstore/registry-$(date +%F).db"
@@ -103,8 +105,10 @@ step "9. Back up the database while the service runs"
 step "10. Metrics"
 curl -fsS "$URL/metrics" | grep '^artifactstore_storage_locations{backend="rgw",status="verified"} 1'
 
-if grep -q -- "$RGW_SECRET" "$ROOT/serve.log"; then
-	echo "the service log contains the secret" >&2
-	exit 1
-fi
+for secret in "$RGW_SECRET" "$TOKEN"; do
+	if grep -q -- "$secret" "$ROOT/serve.log"; then
+		echo "the service log contains a secret" >&2
+		exit 1
+	fi
+done
 step "done: package first@1.0.0 is stored on RGW and verified"

@@ -27,13 +27,16 @@ var (
 	// bucketVerifyState: backend id \x00 mode -> VerifyState. Added by
 	// migration 2.
 	bucketVerifyState = []byte("verify_state")
+	// bucketTokens: token id -> Token (only a hash of the secret). Added
+	// by migration 3.
+	bucketTokens = []byte("tokens")
 )
 
 var keySchemaVersion = []byte("schema_version")
 
 // allBuckets lists every bucket of the current schema.
 func allBuckets() [][]byte {
-	return append(v1Buckets(), bucketVerifyState)
+	return append(v1Buckets(), bucketVerifyState, bucketTokens)
 }
 
 // v1Buckets are the buckets migration 1 created; never change this list.

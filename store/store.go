@@ -136,6 +136,10 @@ var migrations = []migration{
 		_, err := tx.CreateBucketIfNotExists(bucketVerifyState)
 		return err
 	}},
+	{name: "add access tokens", up: func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucketTokens)
+		return err
+	}},
 }
 
 // SchemaVersion is the schema version this binary writes.

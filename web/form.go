@@ -78,6 +78,10 @@ func (s *Server) publishForm(w http.ResponseWriter, r *http.Request) {
 				s.fail(w, r, newErr(http.StatusBadRequest, manifest.CodeInvalidJSON, "malformed manifest part: "+err.Error()))
 				return
 			}
+			// Refuse before a single file byte is spooled.
+			if !s.mayPublishAs(w, r, meta.Producer) {
+				return
+			}
 		case "file":
 			if meta == nil {
 				s.fail(w, r, newErr(http.StatusBadRequest, "invalid_form", "the manifest part must come before the file parts"))

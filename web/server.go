@@ -48,6 +48,15 @@ type Options struct {
 	Ready func(ctx context.Context) error
 	// Metrics receives the HTTP metrics; nil registers nowhere.
 	Metrics prometheus.Registerer
+	// Auth resolves bearer tokens; required.
+	Auth Authenticator
+	// AnonymousRead lets requests without a token use read endpoints.
+	AnonymousRead bool
+	// MaxConcurrentUploads bounds uploads in flight; 0 means 64.
+	MaxConcurrentUploads int
+	// BodyReadTimeout cuts off a client whose request body stalls longer
+	// than this between reads; 0 means 60s.
+	BodyReadTimeout time.Duration
 }
 
 // Server is the HTTP API.
@@ -57,6 +66,7 @@ type Server struct {
 	log     *slog.Logger
 	mux     *http.ServeMux
 	metrics *httpMetrics
+	uploads chan struct{} // semaphore of uploads in flight
 }
 
 // New builds the API handler.
@@ -70,33 +80,47 @@ func New(reg Registry, opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{reg: reg, opts: opts, log: opts.Logger, mux: http.NewServeMux(), metrics: newHTTPMetrics(opts.Metrics)}
+	if opts.MaxConcurrentUploads <= 0 {
+		opts.MaxConcurrentUploads = 64
+	}
+	if opts.BodyReadTimeout <= 0 {
+		opts.BodyReadTimeout = time.Minute
+	}
+	s := &Server{reg: reg, opts: opts, log: opts.Logger, mux: http.NewServeMux(), metrics: newHTTPMetrics(opts.Metrics),
+		uploads: make(chan struct{}, opts.MaxConcurrentUploads)}
 	s.routes()
 	return s
 }
 
 func (s *Server) routes() {
 	m := s.mux
+	read, publish := store.ScopeRead, store.ScopePublish
 	m.HandleFunc("GET /healthz", s.healthz)
 	m.HandleFunc("GET /readyz", s.readyz)
-	m.HandleFunc("POST /v1/uploads", s.begin)
-	m.HandleFunc("PUT /v1/uploads/{id}/blobs/{digest}", s.upload)
-	m.HandleFunc("POST /v1/uploads/{id}/commit", s.commit)
-	m.HandleFunc("DELETE /v1/uploads/{id}", s.abort)
-	m.HandleFunc("POST /v1/packages", s.publishForm)
-	m.HandleFunc("GET /v1/packages", s.listPackages)
-	m.HandleFunc("GET /v1/packages/{name}", s.listVersions)
-	m.HandleFunc("GET /v1/packages/{name}/{version}", s.getPackage)
-	m.HandleFunc("GET /v1/packages/{name}/{version}/files/{path...}", s.getFile)
-	m.HandleFunc("GET /v1/blobs/{digest}", s.getBlob)
-	m.HandleFunc("GET /v1/events", s.events)
+	m.HandleFunc("POST /v1/uploads", s.authed(publish, s.begin))
+	m.HandleFunc("PUT /v1/uploads/{id}/blobs/{digest}", s.authed(publish, s.upload))
+	m.HandleFunc("POST /v1/uploads/{id}/commit", s.authed(publish, s.commit))
+	m.HandleFunc("DELETE /v1/uploads/{id}", s.authed(publish, s.abort))
+	m.HandleFunc("POST /v1/packages", s.authed(publish, s.publishForm))
+	m.HandleFunc("GET /v1/packages", s.authed(read, s.listPackages))
+	m.HandleFunc("GET /v1/packages/{name}", s.authed(read, s.listVersions))
+	m.HandleFunc("GET /v1/packages/{name}/{version}", s.authed(read, s.getPackage))
+	m.HandleFunc("GET /v1/packages/{name}/{version}/files/{path...}", s.authed(read, s.getFile))
+	m.HandleFunc("GET /v1/blobs/{digest}", s.authed(read, s.getBlob))
+	m.HandleFunc("GET /v1/events", s.authed(read, s.events))
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, newErr(http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path))
 	})
 }
 
-// Handle mounts an extra handler (metrics, admin) on the API's mux.
-func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+// Handle mounts an extra handler on the API's mux, guarded by scope
+// ("open", read, publish or admin).
+func (s *Server) Handle(pattern, scope string, h http.Handler) {
+	s.mux.HandleFunc(pattern, s.authed(scope, h.ServeHTTP))
+}
+
+// ScopeOpen marks a route that needs no token (probes, metrics).
+const ScopeOpen = scopeOpen
 
 // ServeHTTP adds a request id and an access log line to every request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -111,7 +135,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = r.WithContext(context.WithValue(r.Context(), logKey{}, log))
 	w.Header().Set("X-Request-Id", id)
 	rw := &recorder{ResponseWriter: w, status: http.StatusOK}
-	body := &countingBody{ReadCloser: r.Body}
+	body := &countingBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: s.opts.BodyReadTimeout}
 	r.Body = body
 	s.metrics.inFlight.Inc()
 	s.mux.ServeHTTP(rw, r)
@@ -210,6 +234,9 @@ func (s *Server) begin(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if !s.mayPublishAs(w, r, m.Producer) {
+		return
+	}
 	for i, f := range m.Files {
 		if f.Size > s.opts.MaxBodyBytes {
 			s.fail(w, r, newErr(http.StatusRequestEntityTooLarge, "body_too_large",
@@ -242,6 +269,19 @@ func (s *Server) begin(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
+	producer, ok := s.sessionProducer(w, r)
+	if !ok || !s.mayPublishAs(w, r, producer) {
+		return
+	}
+	select {
+	case s.uploads <- struct{}{}:
+		defer func() { <-s.uploads }()
+	default:
+		w.Header().Set("Retry-After", "1")
+		s.fail(w, r, newErr(http.StatusServiceUnavailable, "too_many_uploads",
+			fmt.Sprintf("%d uploads are in flight (server.max_concurrent_uploads); retry shortly", cap(s.uploads))))
+		return
+	}
 	d, err := digest.Parse(r.PathValue("digest"))
 	if err != nil {
 		s.fail(w, r, err)
@@ -264,6 +304,10 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) commit(w http.ResponseWriter, r *http.Request) {
+	producer, ok := s.sessionProducer(w, r)
+	if !ok || !s.mayPublishAs(w, r, producer) {
+		return
+	}
 	pkg, created, err := s.reg.Commit(r.Context(), r.PathValue("id"))
 	if err != nil {
 		s.fail(w, r, err)
@@ -283,6 +327,10 @@ func (s *Server) commit(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) abort(w http.ResponseWriter, r *http.Request) {
+	producer, ok := s.sessionProducer(w, r)
+	if !ok || !s.mayPublishAs(w, r, producer) {
+		return
+	}
 	if err := s.reg.Abort(r.Context(), r.PathValue("id")); err != nil {
 		s.fail(w, r, err)
 		return

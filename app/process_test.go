@@ -61,9 +61,9 @@ func freePort(t *testing.T) string {
 // proc is a running `artifactstore serve`.
 type proc struct {
 	token string
-	cmd  *exec.Cmd
-	url  string
-	logs *syncBuffer
+	cmd   *exec.Cmd
+	url   string
+	logs  *syncBuffer
 }
 
 type syncBuffer struct {

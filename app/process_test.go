@@ -88,6 +88,25 @@ func (s *syncBuffer) String() string {
 // backend that is down never becomes ready).
 func startProc(t *testing.T, cfgFile string, env ...string) *proc {
 	t.Helper()
+	p := startProcNoWait(t, cfgFile, env...)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := client.New(p.url).Get(context.Background(), "/healthz", nil)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return p
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("server did not become ready; log:\n%s", p.logs.String())
+	return nil
+}
+
+// startProcNoWait starts serve with an admin token created beforehand.
+func startProcNoWait(t *testing.T, cfgFile string, env ...string) *proc {
+	t.Helper()
 	token := adminTokenFor(t, cfgFile)
 	addr := freePort(t)
 	cmd := exec.Command(buildBinary(t), "serve", "--config", cfgFile, "--listen", addr)
@@ -103,19 +122,7 @@ func startProc(t *testing.T, cfgFile string, env ...string) *proc {
 			cmd.Wait()
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := client.New(p.url).Get(context.Background(), "/healthz", nil)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return p
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("server did not become ready; log:\n%s", p.logs.String())
-	return nil
+	return p
 }
 
 func TestKillBetweenUploadAndCommitLeavesNothing(t *testing.T) {

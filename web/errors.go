@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 
 	"artifactstore/backends"
@@ -38,11 +39,19 @@ func classify(err error) *apiError {
 	if errors.As(err, &me) {
 		return newErr(http.StatusBadRequest, me.Code, me.Error())
 	}
+	var bre *bodyReadError
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return newErr(http.StatusRequestEntityTooLarge, "body_too_large", "request body exceeds the limit of "+itoa(mbe.Limit)+" bytes")
 	}
 	e := func(status int, code string) *apiError { return newErr(status, code, err.Error()) }
+	if errors.As(err, &bre) && !errors.Is(err, digest.ErrSizeMismatch) {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return e(http.StatusRequestTimeout, "body_timeout")
+		}
+		return e(http.StatusBadRequest, "body_read_failed")
+	}
 	var be *registry.BackendError
 	backend := ""
 	if errors.As(err, &be) {

@@ -295,7 +295,7 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, &http.MaxBytesError{Limit: s.opts.MaxBodyBytes})
 		return
 	}
-	body := http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+	body := clientBody{http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)}
 	if err := s.reg.Upload(r.Context(), r.PathValue("id"), d, r.ContentLength, body); err != nil {
 		s.fail(w, r, err)
 		return
@@ -606,3 +606,20 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"events": evs, "next_after": next})
 }
+
+// clientBody marks errors reading the request body as the client's, so a
+// stalled or vanished client is not reported as a failing backend.
+type clientBody struct{ r io.Reader }
+
+func (c clientBody) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = &bodyReadError{err}
+	}
+	return n, err
+}
+
+type bodyReadError struct{ err error }
+
+func (e *bodyReadError) Error() string { return "reading the request body: " + e.err.Error() }
+func (e *bodyReadError) Unwrap() error { return e.err }

@@ -28,9 +28,17 @@ check-static: build
 run: build
 	$(BIN) serve --config config.example.yaml
 
-## test: start the real S3 servers, then run the whole suite with -race
+## test: start the real S3 servers, run the whole suite with -race, then each fuzz target briefly
 test: check-static s3-up
 	. $(S3_STATE)/env.sh && go test -race -count=1 -timeout $(GOTEST_TIMEOUT) ./...
+	scripts/fuzz.sh $(FUZZ_SMOKE)
+
+FUZZ_SMOKE ?= 5s
+FUZZTIME ?= 2m
+
+## fuzz: every fuzz target for FUZZTIME (a duration, or a count such as 1000000x)
+fuzz:
+	scripts/fuzz.sh $(FUZZTIME)
 
 ## test-unit: the suite without S3 servers (S3 tests skip unless CI is set)
 test-unit:

@@ -151,6 +151,8 @@ func (e *ConfigError) Error() string { return "config: " + e.Key + ": " + e.Msg 
 type LoadOptions struct {
 	// File is a YAML file; empty means defaults only.
 	File string
+	// Raw, if set, is YAML used instead of File (fuzzing, tests).
+	Raw []byte
 	// Environ is the process environment (os.Environ() form).
 	Environ []string
 	// Flags are the command-line flags that were set, by config key.
@@ -170,13 +172,17 @@ func LoadConfig(opts LoadOptions) (*Config, error) {
 	k.Delete("routing")
 
 	fileK := koanf.New(".")
-	if opts.File != "" {
-		raw, err := os.ReadFile(opts.File)
-		if err != nil {
+	raw, name := opts.Raw, "inline config"
+	if raw == nil && opts.File != "" {
+		var err error
+		if raw, err = os.ReadFile(opts.File); err != nil {
 			return nil, fmt.Errorf("config: read %s: %w", opts.File, err)
 		}
+		name = opts.File
+	}
+	if raw != nil {
 		if err := fileK.Load(rawbytes.Provider(raw), yaml.Parser()); err != nil {
-			return nil, fmt.Errorf("config: parse %s: %w", opts.File, err)
+			return nil, fmt.Errorf("config: parse %s: %w", name, err)
 		}
 	}
 	envK := koanf.New(".")

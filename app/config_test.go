@@ -154,9 +154,7 @@ func FuzzConfig(f *testing.F) {
 	f.Add([]byte("backends:\n  x:\n    type: local\n    path: /tmp/x\nrouting:\n  default: x\n"))
 	f.Add([]byte("routing:\n  rules:\n    - producer: '*'\n      backend: local\n"))
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		p := filepath.Join(t.TempDir(), "c.yaml")
-		os.WriteFile(p, raw, 0o600)
-		cfg, err := LoadConfig(LoadOptions{File: p})
+		cfg, err := LoadConfig(LoadOptions{Raw: raw})
 		if err != nil {
 			return
 		}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every fuzz target for a while: scripts/fuzz.sh [FUZZTIME]
+# FUZZTIME is a duration (10s) or an execution count (1000000x).
+# `make test` runs each for a few seconds; `make fuzz` longer. Findings are
+# written under the package's testdata/fuzz/ and become regression cases.
+set -euo pipefail
+cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
+FUZZTIME=${1:-5s}
+targets=(
+	"./internal/digest FuzzParse"
+	"./internal/manifest FuzzManifest"
+	"./internal/manifest FuzzPath"
+	"./internal/manifest FuzzNames"
+	"./web FuzzParseRange"
+	"./app FuzzConfig"
+)
+for t in "${targets[@]}"; do
+	read -r pkg name <<<"$t"
+	echo "== fuzz $name ($pkg) for $FUZZTIME"
+	go test -run='^$' -fuzz="^${name}\$" -fuzztime="$FUZZTIME" -parallel="${FUZZ_PARALLEL:-2}" "$pkg" 2>&1 | tail -3
+done

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"artifactstore/backends/s3/s3test"
+	"artifactstore/internal/client"
 )
 
 // TestSecretsNeverPrinted: S3 credentials appear neither in config check
@@ -66,10 +67,29 @@ routing:
 
 	p := startProc(t, cfg)
 	c := clientFor(p)
+	secrets = append(secrets, p.token)
+	code, created, _ := runCLI(t, "token", "create", "--config", cfg, "--name", "scan", "--scope", "publish", "--producer", "ci")
+	if code != 0 || !strings.HasPrefix(created, "ast_") {
+		t.Fatalf("token create: %d %q", code, created)
+	}
+	secrets = append(secrets, strings.TrimSpace(created))
+	code, out, errOut = runCLI(t, "token", "ls", "--config", cfg, "--json")
+	if code != 0 {
+		t.Fatalf("token ls: %d %s", code, errOut)
+	}
+	scan("token ls output", out+errOut)
+	// A bad token's error does not echo it.
+	bad := client.New(p.url)
+	bad.Token = strings.TrimSpace(created) + "x"
+	_, err := bad.GetPackage(ctxT(t), "sec", "1")
+	if err == nil {
+		t.Fatal("a wrong token was accepted")
+	}
+	scan("API error for a wrong token", err.Error())
 	files := map[string][]byte{"f": randBytes(5, 9<<20)}
 	publish(t, c, manifestOf("sec", "1", "ci", "release", files), files)
 	get(t, c, "/v1/packages/sec/1/files/f", nil)
-	_, err := c.Begin(ctxT(t), manifestOf("sec", "2", "bad-ci", "release", files))
+	_, err = c.Begin(ctxT(t), manifestOf("sec", "2", "bad-ci", "release", files))
 	if err == nil {
 		t.Fatal("publish to a backend with a wrong secret succeeded")
 	}

@@ -51,6 +51,11 @@ s3-up:
 s3-down:
 	scripts/s3-down.sh
 
+## bench: every performance figure against its same-run baseline; writes docs/PERFORMANCE.md
+bench: build s3-up
+	. $(S3_STATE)/env.sh && ARTIFACTSTORE_BENCH_REPORT=$(CURDIR)/docs/PERFORMANCE.md \
+		go test -run '^$$' -bench '^BenchmarkReport$$' -benchtime 1x -timeout 30m ./app
+
 lint:
 	gofmt -l . | (! grep .)
 	go vet ./...

@@ -15,7 +15,7 @@ import (
 )
 
 // runCLI runs the command line in-process and returns exit code and output.
-func runCLI(t *testing.T, args ...string) (int, string, string) {
+func runCLI(t testing.TB, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	code := Main(context.Background(), append([]string{"artifactstore"}, args...), Env{Stdout: &out, Stderr: &errb, Environ: os.Environ()})

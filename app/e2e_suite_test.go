@@ -37,7 +37,7 @@ type testEnv struct {
 }
 
 // startService loads cfgYAML (with dir substituted for @DIR@) and serves it.
-func startService(t *testing.T, cfgYAML string) *testEnv {
+func startService(t testing.TB, cfgYAML string) *testEnv {
 	t.Helper()
 	dir := t.TempDir()
 	cfgFile := filepath.Join(dir, "config.yaml")
@@ -48,7 +48,7 @@ func startService(t *testing.T, cfgYAML string) *testEnv {
 	return startServiceFile(t, cfgFile, nil)
 }
 
-func startServiceFile(t *testing.T, cfgFile string, environ []string) *testEnv {
+func startServiceFile(t testing.TB, cfgFile string, environ []string) *testEnv {
 	t.Helper()
 	cfg, err := LoadConfig(LoadOptions{File: cfgFile, Environ: environ})
 	if err != nil {
@@ -57,7 +57,7 @@ func startServiceFile(t *testing.T, cfgFile string, environ []string) *testEnv {
 	return startConfig(t, cfg)
 }
 
-func startConfig(t *testing.T, cfg *Config) *testEnv {
+func startConfig(t testing.TB, cfg *Config) *testEnv {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	svc, err := NewService(context.Background(), cfg, log)
@@ -104,14 +104,14 @@ func (e *testEnv) stop() {
 	e.cancel = nil
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
@@ -140,7 +140,7 @@ func manifestOf(name, version, producer, class string, files map[string][]byte) 
 }
 
 // publish runs begin, uploads what is needed, and commits.
-func publish(t *testing.T, c *client.Client, m client.Manifest, files map[string][]byte) (*client.Package, *client.BeginResponse, bool) {
+func publish(t testing.TB, c *client.Client, m client.Manifest, files map[string][]byte) (*client.Package, *client.BeginResponse, bool) {
 	t.Helper()
 	ctx := ctxT(t)
 	br, err := c.Begin(ctx, m)
@@ -166,7 +166,7 @@ func publish(t *testing.T, c *client.Client, m client.Manifest, files map[string
 	return p, br, created
 }
 
-func get(t *testing.T, c *client.Client, path string, hdr http.Header) (*http.Response, []byte) {
+func get(t testing.TB, c *client.Client, path string, hdr http.Header) (*http.Response, []byte) {
 	t.Helper()
 	resp, err := c.Get(ctxT(t), path, hdr)
 	if err != nil {
@@ -186,7 +186,7 @@ type snapshot struct {
 	objects map[string]map[digest.Digest]int64 // backend -> digest -> size
 }
 
-func takeSnapshot(t *testing.T, svc *Service) snapshot {
+func takeSnapshot(t testing.TB, svc *Service) snapshot {
 	t.Helper()
 	counts, err := svc.Store.Counts(ctxT(t))
 	if err != nil {
@@ -228,7 +228,7 @@ func (s snapshot) diff(o snapshot) string {
 
 // assertConsistent checks that every backend holds exactly what the
 // registry's locations say it holds.
-func assertConsistent(t *testing.T, svc *Service) {
+func assertConsistent(t testing.TB, svc *Service) {
 	t.Helper()
 	snap := takeSnapshot(t, svc)
 	for id := range svc.Backends {

@@ -21,8 +21,9 @@ import (
 	"artifactstore/store"
 )
 
-func writeLocalConfig(t *testing.T, dir, objects, extra string) string {
+func writeLocalConfig(t testing.TB, dir, objects, extra string) string {
 	t.Helper()
+	os.MkdirAll(dir, 0o750)
 	cfg := filepath.Join(dir, "config.yaml")
 	body := fmt.Sprintf("data_dir: %s/data\nbackends:\n  local:\n    type: local\n    path: %s\n    key_prefix: artifacts\nrouting:\n  default: local\n%s", dir, objects, extra)
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {

@@ -27,7 +27,7 @@ var (
 )
 
 // buildBinary builds the real artifactstore binary once per test run.
-func buildBinary(t *testing.T) string {
+func buildBinary(t testing.TB) string {
 	t.Helper()
 	binOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "artifactstore-bin-")
@@ -48,7 +48,7 @@ func buildBinary(t *testing.T) string {
 	return binPath
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -86,7 +86,7 @@ func (s *syncBuffer) String() string {
 // startProc runs the binary's serve command with the given config file and
 // extra environment, and waits until /healthz answers 200 (a config with a
 // backend that is down never becomes ready).
-func startProc(t *testing.T, cfgFile string, env ...string) *proc {
+func startProc(t testing.TB, cfgFile string, env ...string) *proc {
 	t.Helper()
 	p := startProcNoWait(t, cfgFile, env...)
 	deadline := time.Now().Add(30 * time.Second)
@@ -105,7 +105,7 @@ func startProc(t *testing.T, cfgFile string, env ...string) *proc {
 }
 
 // startProcNoWait starts serve with an admin token created beforehand.
-func startProcNoWait(t *testing.T, cfgFile string, env ...string) *proc {
+func startProcNoWait(t testing.TB, cfgFile string, env ...string) *proc {
 	t.Helper()
 	token := adminTokenFor(t, cfgFile)
 	addr := freePort(t)
@@ -171,7 +171,7 @@ func TestKillBetweenUploadAndCommitLeavesNothing(t *testing.T) {
 	}
 }
 
-func countFiles(t *testing.T, root string) int {
+func countFiles(t testing.TB, root string) int {
 	t.Helper()
 	n := 0
 	filepath.Walk(root, func(_ string, fi os.FileInfo, err error) error {
@@ -264,7 +264,7 @@ func clientFor(p *proc) *client.Client {
 
 // adminTokenFor creates an admin token in the config's database before a
 // process opens it (afterwards the process holds the lock).
-func adminTokenFor(t *testing.T, cfgFile string) string {
+func adminTokenFor(t testing.TB, cfgFile string) string {
 	t.Helper()
 	cfg, err := LoadConfig(LoadOptions{File: cfgFile, Environ: os.Environ()})
 	if err != nil {
@@ -283,7 +283,7 @@ func adminTokenFor(t *testing.T, cfgFile string) string {
 }
 
 // stop sends SIGTERM and waits for a clean exit.
-func (p *proc) stop(t *testing.T) {
+func (p *proc) stop(t testing.TB) {
 	t.Helper()
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	if err := p.cmd.Wait(); err != nil {

@@ -401,3 +401,51 @@ func (s *Store) Counts(ctx context.Context) (map[string]int, error) {
 	})
 	return out, err
 }
+
+// ImportPackages writes committed packages in one transaction, with their
+// blobs and a stored location on backend for every file, without events or
+// upload sessions. It exists for bulk loading (the 1M-package benchmark);
+// publishing goes through upload sessions and Commit.
+func (s *Store) ImportPackages(ctx context.Context, pkgs []Package, backend string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		pb, vb := tx.Bucket(bucketPackages), tx.Bucket(bucketVersions)
+		blobs, locs := tx.Bucket(bucketBlobs), tx.Bucket(bucketLocations)
+		now := s.now().UTC()
+		for i := range pkgs {
+			p := &pkgs[i]
+			seq, err := pb.NextSequence()
+			if err != nil {
+				return err
+			}
+			p.Seq = seq
+			if p.CreatedAt.IsZero() {
+				p.CreatedAt = now
+			}
+			for j := range p.Files {
+				f := &p.Files[j]
+				f.Backend = backend
+				if blobs.Get([]byte(f.Digest)) == nil {
+					v, _ := encode(Blob{Digest: f.Digest, Size: f.Size, CreatedAt: now})
+					if err := blobs.Put([]byte(f.Digest), v); err != nil {
+						return err
+					}
+					lv, _ := encode(Location{Digest: f.Digest, Backend: backend, Size: f.Size, Status: StatusStored, StoredAt: now})
+					if err := locs.Put(joinKey(f.Digest, backend), lv); err != nil {
+						return err
+					}
+				}
+			}
+			v, err := encode(p)
+			if err != nil {
+				return err
+			}
+			if err := pb.Put(joinKey(p.Name, p.Version), v); err != nil {
+				return err
+			}
+			if err := vb.Put(u64Append(append([]byte(p.Name), 0), seq), []byte(p.Version)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

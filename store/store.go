@@ -47,6 +47,9 @@ type Options struct {
 	Now func() time.Time
 	// EventSource is the CloudEvents "source" of every event.
 	EventSource string
+	// BatchDelay is how long a hot-path write waits to share one durable
+	// commit with concurrent writes (bbolt Batch). 0 means 1ms.
+	BatchDelay time.Duration
 }
 
 // Store is the registry database. Safe for concurrent use.
@@ -92,6 +95,10 @@ func Open(path string, opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
+	if opts.BatchDelay <= 0 {
+		opts.BatchDelay = time.Millisecond
+	}
+	db.MaxBatchDelay = opts.BatchDelay
 	s := &Store{db: db, path: path, log: opts.Logger, now: opts.Now, source: opts.EventSource}
 	if opts.ReadOnly {
 		err = s.checkSchemaReadOnly()
@@ -104,6 +111,12 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	return s, nil
 }
+
+// batch runs a hot-path write through bbolt's Batch, so concurrent
+// publishes share one fsync. fn may run more than once (when another
+// function of the same batch fails), so it must set its results afresh on
+// every call.
+func (s *Store) batch(fn func(tx *bolt.Tx) error) error { return s.db.Batch(fn) }
 
 // Close closes the database, flushing everything committed.
 func (s *Store) Close() error { return s.db.Close() }

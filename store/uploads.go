@@ -45,7 +45,7 @@ func (s *Store) CreateSession(ctx context.Context, draft Package, needed []strin
 	if err != nil {
 		return nil, err
 	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.batch(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketUploads).Put([]byte(sess.ID), v)
 	})
 	if err != nil {
@@ -104,7 +104,7 @@ func (sess *Session) BackendOf(digest string) (string, bool) {
 // not need.
 func (s *Store) AddUploadRef(ctx context.Context, id, digest string) (Ref, error) {
 	var ref Ref
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.batch(func(tx *bolt.Tx) error {
 		sess, err := s.liveSession(tx, id)
 		if err != nil {
 			return err
@@ -121,7 +121,7 @@ func (s *Store) AddUploadRef(ctx context.Context, id, digest string) (Ref, error
 
 // MarkUploaded records that digest is now stored for the session.
 func (s *Store) MarkUploaded(ctx context.Context, id, digest string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.batch(func(tx *bolt.Tx) error {
 		sess, err := s.liveSession(tx, id)
 		if err != nil {
 			return err
@@ -231,7 +231,7 @@ type CommitResult struct {
 func (s *Store) Commit(ctx context.Context, id string) (CommitResult, error) {
 	var res CommitResult
 	var conflict error
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.batch(func(tx *bolt.Tx) error {
 		res, conflict = CommitResult{}, nil
 		sess, err := s.liveSession(tx, id)
 		if err != nil {

@@ -41,7 +41,7 @@ func (v Verdict) Failed() bool { return v.Verdict != StatusVerified }
 // RecordVerdict updates the location's status and writes the verdict's
 // events in one transaction. A location deleted meanwhile is skipped.
 func (s *Store) RecordVerdict(ctx context.Context, v Verdict) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.batch(func(tx *bolt.Tx) error {
 		l, err := getLocation(tx, v.Digest, v.Backend)
 		if err != nil || l == nil {
 			return err

@@ -170,6 +170,17 @@ func getLocation(tx *bolt.Tx, digest, backend string) (*Location, error) {
 	return &l, nil
 }
 
+// GetLocation returns the location of digest on backend, or nil.
+func (s *Store) GetLocation(ctx context.Context, digest, backend string) (*Location, error) {
+	var l *Location
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		l, err = getLocation(tx, digest, backend)
+		return err
+	})
+	return l, err
+}
+
 // HasLocation reports whether backend holds digest according to the
 // registry, with a status that is not a failed verdict.
 func (s *Store) HasLocation(ctx context.Context, digest, backend string) (bool, error) {

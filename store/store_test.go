@@ -32,13 +32,7 @@ func commitOne(t *testing.T, s *Store, name, version string) *Package {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.AddUploadRef(ctx, sess.ID, d); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.MarkUploaded(ctx, sess.ID, d); err != nil {
-		t.Fatal(err)
-	}
-	res, err := s.Commit(ctx, sess.ID)
+	res, err := s.Commit(ctx, sess.ID, []string{d})
 	if err != nil {
 		t.Fatal(err)
 	}

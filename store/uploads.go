@@ -24,8 +24,7 @@ var (
 type Session struct {
 	ID        string    `json:"id"`
 	Draft     Package   `json:"draft"`
-	Needed    []string  `json:"needed"`   // digests the client must upload
-	Uploaded  []string  `json:"uploaded"` // digests stored in the backend
+	Needed    []string  `json:"needed"` // digests the client must upload
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`
 }
@@ -37,15 +36,25 @@ type Ref struct {
 }
 
 // CreateSession opens an upload session for draft. needed lists digests the
-// client must upload (each file's backend is in draft.Files).
+// client must upload (each file's backend is in draft.Files). In the same
+// transaction it records an upload ref for every needed digest, before any
+// byte is written: from then on garbage collection of other sessions leaves
+// those objects alone.
 func (s *Store) CreateSession(ctx context.Context, draft Package, needed []string, ttl time.Duration) (*Session, error) {
 	now := s.now().UTC()
-	sess := &Session{ID: newID(), Draft: draft, Needed: needed, Uploaded: []string{}, CreatedAt: now, ExpiresAt: now.Add(ttl)}
+	sess := &Session{ID: newID(), Draft: draft, Needed: needed, CreatedAt: now, ExpiresAt: now.Add(ttl)}
 	v, err := encode(sess)
 	if err != nil {
 		return nil, err
 	}
 	err = s.batch(func(tx *bolt.Tx) error {
+		refs := tx.Bucket(bucketUploadRefs)
+		for _, d := range needed {
+			backend, _ := sess.BackendOf(d)
+			if err := refs.Put(joinKey(backend, d, sess.ID), nil); err != nil {
+				return err
+			}
+		}
 		return tx.Bucket(bucketUploads).Put([]byte(sess.ID), v)
 	})
 	if err != nil {
@@ -96,41 +105,6 @@ func (sess *Session) BackendOf(digest string) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-// AddUploadRef records, before any byte is written, that the session is
-// staging digest in its backend. From then on garbage collection of other
-// sessions leaves that object alone. It fails for a digest the session does
-// not need.
-func (s *Store) AddUploadRef(ctx context.Context, id, digest string) (Ref, error) {
-	var ref Ref
-	err := s.batch(func(tx *bolt.Tx) error {
-		sess, err := s.liveSession(tx, id)
-		if err != nil {
-			return err
-		}
-		if !slices.Contains(sess.Needed, digest) {
-			return fmt.Errorf("%s in upload session %q: %w", digest, id, ErrNotNeeded)
-		}
-		backend, _ := sess.BackendOf(digest)
-		ref = Ref{Backend: backend, Digest: digest}
-		return tx.Bucket(bucketUploadRefs).Put(joinKey(backend, digest, id), nil)
-	})
-	return ref, err
-}
-
-// MarkUploaded records that digest is now stored for the session.
-func (s *Store) MarkUploaded(ctx context.Context, id, digest string) error {
-	return s.batch(func(tx *bolt.Tx) error {
-		sess, err := s.liveSession(tx, id)
-		if err != nil {
-			return err
-		}
-		if !slices.Contains(sess.Uploaded, digest) {
-			sess.Uploaded = append(sess.Uploaded, digest)
-		}
-		return putSession(tx, sess)
-	})
 }
 
 func putSession(tx *bolt.Tx, sess *Session) error {
@@ -225,10 +199,12 @@ type CommitResult struct {
 
 // Commit makes the session's package visible atomically: package, blobs,
 // new locations and their events are written in one transaction, and the
-// session is removed. Committing an identical existing package succeeds
+// session is removed. stored lists the needed digests the caller has
+// confirmed the backend now holds; a needed digest missing from it fails
+// the commit with ErrIncomplete. Committing an identical existing package succeeds
 // with Created false; a different one fails with ErrConflict (and the
 // session is dropped, its refs returned for garbage collection).
-func (s *Store) Commit(ctx context.Context, id string) (CommitResult, error) {
+func (s *Store) Commit(ctx context.Context, id string, stored []string) (CommitResult, error) {
 	var res CommitResult
 	var conflict error
 	err := s.batch(func(tx *bolt.Tx) error {
@@ -260,7 +236,7 @@ func (s *Store) Commit(ctx context.Context, id string) (CommitResult, error) {
 			if err != nil {
 				return err
 			}
-			if (l == nil || l.Failed()) && !slices.Contains(sess.Uploaded, f.Digest) {
+			if (l == nil || l.Failed()) && !slices.Contains(stored, f.Digest) {
 				missing = append(missing, f.Path)
 			}
 		}
@@ -281,9 +257,13 @@ func (s *Store) Commit(ctx context.Context, id string) (CommitResult, error) {
 				}
 			}
 			lk := joinKey(f.Digest, f.Backend)
-			if locs.Get(lk) != nil {
+			if old, err := getLocation(tx, f.Digest, f.Backend); err != nil {
+				return err
+			} else if old != nil && !(old.Failed() && old.Status != StatusUnreadable && slices.Contains(stored, f.Digest)) {
 				continue
 			}
+			// New, or a failed location whose content was stored again:
+			// the location is (re)created as stored.
 			loc := Location{Digest: f.Digest, Backend: f.Backend, Size: f.Size, Status: StatusStored, StoredAt: now}
 			v, err := encode(loc)
 			if err != nil {

@@ -135,12 +135,57 @@ func (r *Registry) BackendIDs() []string {
 
 // keyLock serialises garbage collection of one object against new
 // references to it (see gc and Upload).
-func (r *Registry) keyLock(backend, d string) *sync.Mutex {
+func (r *Registry) keyLock(backend, d string) *sync.Mutex { return &r.locks[r.stripe(backend, d)] }
+
+func (r *Registry) stripe(backend, d string) int {
 	h := fnv.New32a()
 	h.Write([]byte(backend))
 	h.Write([]byte{0})
 	h.Write([]byte(d))
-	return &r.locks[h.Sum32()%uint32(len(r.locks))]
+	return int(h.Sum32() % uint32(len(r.locks)))
+}
+
+// lockKeys takes the key locks of several objects in a fixed order (no
+// deadlock) and returns the function that releases them.
+func (r *Registry) lockKeys(backend string, digests []string) func() {
+	var stripes []int
+	for _, d := range digests {
+		stripes = append(stripes, r.stripe(backend, d))
+	}
+	sort.Ints(stripes)
+	stripes = slices.Compact(stripes)
+	for _, i := range stripes {
+		r.locks[i].Lock()
+	}
+	return func() {
+		for _, i := range stripes {
+			r.locks[i].Unlock()
+		}
+	}
+}
+
+// clearMismatched deletes objects that verification found corrupted
+// (status mismatch), so that uploading the content again replaces them
+// instead of being a no-op on the bad copy. Called under the key locks.
+func (r *Registry) clearMismatched(ctx context.Context, backendID string, digests []string) error {
+	for _, ds := range digests {
+		l, err := r.store.GetLocation(ctx, ds, backendID)
+		if err != nil {
+			return err
+		}
+		if l == nil || l.Status != store.StatusMismatch {
+			continue
+		}
+		d, err := digest.Parse(ds)
+		if err != nil {
+			return err
+		}
+		r.log.Warn("replacing an object that failed verification", "backend", backendID, "digest", ds)
+		if err := r.backends[backendID].Delete(ctx, d); err != nil {
+			return &BackendError{Backend: backendID, Err: err}
+		}
+	}
+	return nil
 }
 
 // NeededFile is a file the client must upload.
@@ -205,7 +250,15 @@ func (r *Registry) Begin(ctx context.Context, m *manifest.Manifest) (*BeginResul
 		d, _ := digest.Parse(f.Digest)
 		res.Needed = append(res.Needed, NeededFile{Path: f.Path, SHA256: d.Hex, Size: f.Size})
 	}
+	// The refs the session records must not interleave with a garbage
+	// collection deciding to delete the same objects.
+	unlock := r.lockKeys(backendID, neededDigests)
+	if err := r.clearMismatched(ctx, backendID, neededDigests); err != nil {
+		unlock()
+		return nil, err
+	}
 	sess, err := r.store.CreateSession(ctx, draft, neededDigests, r.opts.SessionTTL)
+	unlock()
 	if err != nil {
 		return nil, err
 	}
@@ -249,23 +302,44 @@ func (r *Registry) Upload(ctx context.Context, sessionID string, d digest.Digest
 	if !ok {
 		return fmt.Errorf("%w %q", ErrUnknownBackend, backendID)
 	}
-	mu := r.keyLock(backendID, ds)
-	mu.Lock()
-	_, err = r.store.AddUploadRef(ctx, sessionID, ds)
-	mu.Unlock()
-	if err != nil {
-		return err
-	}
 	if err := b.Put(ctx, d, declared, body); err != nil {
 		return &BackendError{Backend: backendID, Err: err}
 	}
-	return r.store.MarkUploaded(ctx, sessionID, ds)
+	return nil
 }
 
 // Commit makes the session's package visible. created is false when an
 // identical package existed already.
 func (r *Registry) Commit(ctx context.Context, sessionID string) (*store.Package, bool, error) {
-	res, err := r.store.Commit(ctx, sessionID)
+	sess, err := r.store.GetSession(ctx, sessionID)
+	if err != nil {
+		return nil, false, err
+	}
+	// Proof of upload is the object itself: every needed content must be
+	// in its backend with the declared size.
+	var stored []string
+	for _, ds := range sess.Needed {
+		backendID, _ := sess.BackendOf(ds)
+		b, ok := r.backends[backendID]
+		d, perr := digest.Parse(ds)
+		if !ok || perr != nil {
+			continue
+		}
+		info, err := b.Stat(ctx, d)
+		if errors.Is(err, backends.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, false, &BackendError{Backend: backendID, Err: err}
+		}
+		for _, f := range sess.Draft.Files {
+			if f.Digest == ds && f.Size == info.Size {
+				stored = append(stored, ds)
+				break
+			}
+		}
+	}
+	res, err := r.store.Commit(ctx, sessionID, stored)
 	if len(res.Garbage) > 0 {
 		r.gc(context.WithoutCancel(ctx), res.Garbage)
 	}

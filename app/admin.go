@@ -130,7 +130,7 @@ func backendTarget(bc BackendConfig) string {
 func (s *Service) adminStorage(w http.ResponseWriter, r *http.Request) {
 	rep, err := s.storageReport(r.Context())
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		adminError(w, http.StatusInternalServerError, "internal", err.Error())
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -230,4 +230,11 @@ func (a *adminConn) getJSON(ctx context.Context, path string, out any) error {
 		return fmt.Errorf("%s: %s: %s", path, resp.Status, b)
 	}
 	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// adminError answers in the API's error format.
+func adminError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	writeJSONOut(w, map[string]any{"error": map[string]string{"code": code, "message": msg}})
 }

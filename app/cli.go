@@ -183,8 +183,9 @@ func NewLogger(w io.Writer, cfg LogConfig) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// redacted returns the config as a plain map for printing. Credential
-// references (env:NAME, file:PATH) are shown; their values never are.
+// redacted returns the config to print. It holds no secret values to
+// hide: credentials are only ever references (env:NAME, file:PATH), which
+// are shown, and the values they point to are never loaded into Config.
 func redacted(cfg *Config) *Config {
 	c := *cfg
 	return &c

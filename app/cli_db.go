@@ -39,7 +39,7 @@ type dbCheckResult struct {
 func (s *Service) adminDBCheck(w http.ResponseWriter, r *http.Request) {
 	problems, err := s.Store.Check(r.Context(), s.Registry.BackendIDs(), 1000)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		adminError(w, http.StatusInternalServerError, "internal", err.Error())
 		return
 	}
 	if problems == nil {

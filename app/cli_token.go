@@ -29,12 +29,12 @@ type tokenCreated struct {
 func (s *Service) adminTokenCreate(w http.ResponseWriter, r *http.Request) {
 	var req tokenRequest
 	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
-		http.Error(w, "malformed token request: "+err.Error(), http.StatusBadRequest)
+		adminError(w, http.StatusBadRequest, "bad_request", "malformed token request: "+err.Error())
 		return
 	}
 	secret, rec, err := s.Store.CreateToken(r.Context(), req.Name, req.Scope, req.Producers, req.Expires)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		adminError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
 	s.Log.Info("token created", "token_id", rec.ID, "name", rec.Name, "scope", rec.Scope, "producers", rec.Producers)
@@ -46,7 +46,7 @@ func (s *Service) adminTokenCreate(w http.ResponseWriter, r *http.Request) {
 func (s *Service) adminTokenList(w http.ResponseWriter, r *http.Request) {
 	ts, err := s.Store.ListTokens(r.Context())
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		adminError(w, http.StatusInternalServerError, "internal", err.Error())
 		return
 	}
 	if ts == nil {
@@ -58,7 +58,7 @@ func (s *Service) adminTokenList(w http.ResponseWriter, r *http.Request) {
 
 func (s *Service) adminTokenRevoke(w http.ResponseWriter, r *http.Request) {
 	if err := s.Store.RevokeToken(r.Context(), r.PathValue("id")); err != nil {
-		http.Error(w, err.Error(), http.StatusNotFound)
+		adminError(w, http.StatusNotFound, "not_found", err.Error())
 		return
 	}
 	s.Log.Info("token revoked", "token_id", r.PathValue("id"))

@@ -46,6 +46,14 @@ func (s *Service) adminVerify(w http.ResponseWriter, r *http.Request) {
 	if mode == "" {
 		mode = store.ModeDeep
 	}
+	if _, ok := s.Backends[backend]; !ok {
+		adminError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no backend %q", backend))
+		return
+	}
+	if mode != store.ModeDeep && mode != store.ModeQuick {
+		adminError(w, http.StatusBadRequest, "bad_request", "mode must be deep or quick")
+		return
+	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	var mu sync.Mutex
 	enc := json.NewEncoder(w)

@@ -127,16 +127,16 @@ var backendKeys = map[string][]string{
 type RoutingConfig struct {
 	// Default receives packages no rule matches; may be empty when rules
 	// are given (a package no rule matches is then refused).
-	Default string       `koanf:"default" yaml:"default"`
-	Rules   []RuleConfig `koanf:"rules" yaml:"rules"`
+	Default string       `koanf:"default" yaml:"default" json:"default"`
+	Rules   []RuleConfig `koanf:"rules" yaml:"rules" json:"rules"`
 }
 
 // RuleConfig matches producer and retention class (exact values or path.Match
 // globs; empty means any) and names a backend. The first match wins.
 type RuleConfig struct {
-	Producer       string `koanf:"producer" yaml:"producer"`
-	RetentionClass string `koanf:"retention_class" yaml:"retention_class"`
-	Backend        string `koanf:"backend" yaml:"backend"`
+	Producer       string `koanf:"producer" yaml:"producer" json:"producer"`
+	RetentionClass string `koanf:"retention_class" yaml:"retention_class" json:"retention_class"`
+	Backend        string `koanf:"backend" yaml:"backend" json:"backend"`
 }
 
 // ConfigError names the key that is wrong.

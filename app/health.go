@@ -83,7 +83,7 @@ func (s *Service) health(ctx context.Context) (*healthDocument, error) {
 func (s *Service) healthDoc(w http.ResponseWriter, r *http.Request) {
 	doc, err := s.health(r.Context())
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		adminError(w, http.StatusInternalServerError, "internal", err.Error())
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

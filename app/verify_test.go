@@ -355,3 +355,36 @@ func TestVerifyByteRateBudget(t *testing.T) {
 }
 
 var _ = testutil.ToFloat64
+
+// TestRepublishRepairsMismatch: content that verification found corrupted
+// is asked for again on the next publish, the bad copy is replaced, and
+// the location becomes good again.
+func TestRepublishRepairsMismatch(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeLocalConfig(t, dir, filepath.Join(dir, "objects"), verifyTestConfig)
+	env := startServiceFile(t, cfg, nil)
+	files := map[string][]byte{"f.bin": randBytes(31, 64<<10)}
+	publish(t, env.c, manifestOf("repair", "1", "ci", "release", files), files)
+	d := digest.FromBytes(files["f.bin"])
+	localCorrupter(filepath.Join(dir, "objects")).flip(t, d)
+	rep, err := env.svc.Verify.Run(ctxT(t), "local", store.ModeDeep, verify.Hooks{})
+	if err != nil || rep.ByVerdict["mismatch"] != 1 {
+		t.Fatalf("verify after the flip: %v %+v", err, rep.RunSummary)
+	}
+	_, br, _ := publish(t, env.c, manifestOf("repair", "2", "ci", "release", files), files)
+	if len(br.Needed) != 1 {
+		t.Fatalf("content with a failed location was not asked for again: %+v", br.Needed)
+	}
+	l, _ := env.svc.Store.GetLocation(ctxT(t), d.String(), "local")
+	if l == nil || l.Status != store.StatusStored {
+		t.Fatalf("location after the re-upload: %+v", l)
+	}
+	rep, err = env.svc.Verify.Run(ctxT(t), "local", store.ModeDeep, verify.Hooks{})
+	if err != nil || rep.ByVerdict["verified"] != 1 || rep.Checked != 1 {
+		t.Fatalf("verify after the repair: %v %+v", err, rep.RunSummary)
+	}
+	_, body := get(t, env.c, "/v1/packages/repair/1/files/f.bin", nil)
+	if !bytes.Equal(body, files["f.bin"]) {
+		t.Fatal("the old package still serves corrupted bytes")
+	}
+}

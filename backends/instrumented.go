@@ -47,14 +47,6 @@ func Instrument(b Backend, m *Metrics) Backend {
 	return &instrumented{Backend: b, m: m}
 }
 
-// Unwrap returns the backend an instrumented wrapper decorates.
-func Unwrap(b Backend) Backend {
-	if i, ok := b.(*instrumented); ok {
-		return i.Backend
-	}
-	return b
-}
-
 type instrumented struct {
 	Backend
 	m *Metrics
@@ -138,7 +130,8 @@ func (i *instrumented) Stat(ctx context.Context, d digest.Digest) (Info, error) 
 	start := time.Now()
 	info, err := i.Backend.Stat(ctx, d)
 	if errors.Is(err, ErrNotFound) {
-		// Absence is an answer, not a failure: Put stats before writing.
+		// Absence is an answer, not a failure (commit checks and
+		// verification stat objects that may not be there).
 		i.observe("stat", start, nil)
 		return info, err
 	}

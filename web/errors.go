@@ -92,7 +92,9 @@ func classify(err error) *apiError {
 	default:
 		out = newErr(http.StatusInternalServerError, "internal", "internal error; see the server log")
 	}
-	out.Backend = backend
+	if out.Status >= 500 {
+		out.Backend = backend // the backend is at fault only for server-side failures
+	}
 	return out
 }
 

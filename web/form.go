@@ -75,7 +75,11 @@ func (s *Server) publishForm(w http.ResponseWriter, r *http.Request) {
 			dec := json.NewDecoder(io.LimitReader(part, s.opts.MaxManifestBytes))
 			dec.DisallowUnknownFields()
 			if err := dec.Decode(meta); err != nil {
-				s.fail(w, r, newErr(http.StatusBadRequest, manifest.CodeInvalidJSON, "malformed manifest part: "+err.Error()))
+				s.fail(w, r, newErr(http.StatusBadRequest, manifest.CodeInvalidJSON, "malformed manifest part (at most server.max_manifest_bytes): "+err.Error()))
+				return
+			}
+			if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+				s.fail(w, r, newErr(http.StatusBadRequest, manifest.CodeInvalidJSON, "unexpected data after the manifest JSON object"))
 				return
 			}
 			// Refuse before a single file byte is spooled.

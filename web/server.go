@@ -187,6 +187,14 @@ func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
 
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
+// Flush lets streaming answers (verification progress) reach the client.
+func (r *recorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		r.wrote = true
+		f.Flush()
+	}
+}
+
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
@@ -362,7 +370,7 @@ type packageJSON struct {
 	RetentionClass string            `json:"retention_class"`
 	Labels         map[string]string `json:"labels"`
 	CreatedAt      time.Time         `json:"created_at"`
-	Files          []fileJSON        `json:"files"`
+	Files          []fileJSON        `json:"files,omitempty"` // omitted in listings
 	FileCount      int               `json:"file_count"`
 	TotalBytes     int64             `json:"total_bytes"`
 }

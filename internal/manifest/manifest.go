@@ -46,6 +46,7 @@ const (
 	CodeInvalidSize      = "invalid_size"
 	CodeInvalidMediaType = "invalid_media_type"
 	CodeTooManyFiles     = "too_many_files"
+	CodeNoFiles          = "no_files"
 )
 
 // Error is a validation failure with a stable code and the field it concerns.
@@ -125,6 +126,9 @@ func (m *Manifest) Validate(maxFiles int) error {
 	}
 	if err := ValidateLabels(m.Labels); err != nil {
 		return err
+	}
+	if len(m.Files) == 0 {
+		return errf(CodeNoFiles, "files", "a package needs at least one file")
 	}
 	if maxFiles > 0 && len(m.Files) > maxFiles {
 		return errf(CodeTooManyFiles, "files", "%d files exceed the limit of %d per package", len(m.Files), maxFiles)

@@ -219,9 +219,6 @@ func (r *Registry) Begin(ctx context.Context, m *manifest.Manifest) (*BeginResul
 	if _, ok := r.backends[backendID]; !ok {
 		return nil, fmt.Errorf("route %s/%s: %w %q", m.Producer, m.RetentionClass, ErrUnknownBackend, backendID)
 	}
-	if err := r.checkBackend(ctx, backendID); err != nil {
-		return nil, err
-	}
 	draft := draftOf(m, backendID)
 	if existing, err := r.store.GetPackage(ctx, m.Name, m.Version); err == nil {
 		if store.SamePackage(existing, &draft) {
@@ -229,6 +226,9 @@ func (r *Registry) Begin(ctx context.Context, m *manifest.Manifest) (*BeginResul
 		}
 		return nil, fmt.Errorf("package %s@%s already exists with different content: %w", m.Name, m.Version, store.ErrConflict)
 	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	if err := r.checkBackend(ctx, backendID); err != nil {
 		return nil, err
 	}
 	res := &BeginResult{Backend: backendID, Needed: []NeededFile{}}

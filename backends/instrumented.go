@@ -117,6 +117,27 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// WriteTo keeps the wrapped reader's fast path (sendfile for local files).
+func (c *countingReader) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	var err error
+	if wt, ok := c.rc.(io.WriterTo); ok {
+		n, err = wt.WriteTo(w)
+	} else {
+		// Both sides hidden behind plain interfaces, so the 1 MiB buffer
+		// is used (a ReaderFrom on w would fall back to 32 KiB copies).
+		n, err = io.CopyBuffer(onlyWriter{w}, onlyReader{c.rc}, make([]byte, 1<<20))
+	}
+	c.n += n
+	if err != nil {
+		c.err = err
+	}
+	return n, err
+}
+
+type onlyReader struct{ io.Reader }
+type onlyWriter struct{ io.Writer }
+
 func (c *countingReader) Close() error {
 	err := c.rc.Close()
 	if c.done != nil {

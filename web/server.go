@@ -494,8 +494,13 @@ func (s *Server) serveContent(w http.ResponseWriter, r *http.Request, d digest.D
 	if r.Method == http.MethodHead {
 		return
 	}
-	buf := make([]byte, 1<<20)
-	if _, err := io.CopyBuffer(writerOnly{w}, rc, buf); err != nil {
+	// copy the body
+	if _, ok := rc.(io.WriterTo); ok {
+		_, err = io.Copy(w, rc) // the backend's fast path (sendfile for local files)
+	} else {
+		_, err = io.CopyBuffer(writerOnly{w}, rc, make([]byte, 1<<20))
+	}
+	if err != nil {
 		// The status is sent; all we can do is cut the connection short,
 		// which the client sees as a body shorter than Content-Length.
 		loggerFrom(r.Context(), s.log).Warn("response body aborted", "digest", d.String(), "err", err)

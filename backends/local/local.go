@@ -173,16 +173,31 @@ func (b *Backend) Open(ctx context.Context, d digest.Digest, off, n int64) (io.R
 		f.Close()
 		return nil, fmt.Errorf("local open %s [%d,+%d) of %d bytes: %w", d, off, n, st.Size(), err)
 	}
-	return &rangeFile{f: f, r: ctxReader{ctx, io.NewSectionReader(f, off, length)}}, nil
+	return &rangeFile{f: f, off: off, n: length, r: ctxReader{ctx, io.NewSectionReader(f, off, length)}}, nil
 }
 
 type rangeFile struct {
-	f *os.File
-	r io.Reader
+	f      *os.File
+	off, n int64
+	r      io.Reader
+	used   bool
 }
 
-func (r *rangeFile) Read(p []byte) (int, error) { return r.r.Read(p) }
+func (r *rangeFile) Read(p []byte) (int, error) { r.used = true; return r.r.Read(p) }
 func (r *rangeFile) Close() error               { return r.f.Close() }
+
+// WriteTo hands the file itself to w, so an HTTP response can use
+// sendfile instead of copying through user space.
+func (r *rangeFile) WriteTo(w io.Writer) (int64, error) {
+	if r.used {
+		return io.Copy(w, r.r)
+	}
+	r.used = true
+	if _, err := r.f.Seek(r.off, io.SeekStart); err != nil {
+		return 0, err
+	}
+	return io.Copy(w, &io.LimitedReader{R: r.f, N: r.n})
+}
 
 // Stat implements backends.Backend.
 func (b *Backend) Stat(ctx context.Context, d digest.Digest) (backends.Info, error) {

@@ -17,5 +17,5 @@ targets=(
 for t in "${targets[@]}"; do
 	read -r pkg name <<<"$t"
 	echo "== fuzz $name ($pkg) for $FUZZTIME"
-	go test -run='^$' -fuzz="^${name}\$" -fuzztime="$FUZZTIME" -parallel="${FUZZ_PARALLEL:-2}" "$pkg" 2>&1 | tail -3
+	go test -timeout=0 -run='^$' -fuzz="^${name}\$" -fuzztime="$FUZZTIME" -parallel="${FUZZ_PARALLEL:-2}" "$pkg" 2>&1 | tail -3
 done

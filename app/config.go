@@ -99,6 +99,9 @@ type DatabaseConfig struct {
 	// Path defaults to <data_dir>/registry.db.
 	Path        string        `koanf:"path" yaml:"path"`
 	LockTimeout time.Duration `koanf:"lock_timeout" yaml:"lock_timeout"`
+	// BatchDelay is how long a publish's write waits to share one durable
+	// commit with concurrent publishes.
+	BatchDelay time.Duration `koanf:"batch_delay" yaml:"batch_delay"`
 }
 
 // LogConfig selects log level and format.
@@ -375,6 +378,7 @@ func (c *Config) Validate() error {
 		{"server.body_read_timeout", int64(c.Server.BodyReadTimeout)},
 		{"server.max_concurrent_uploads", int64(c.Server.MaxConcurrentUploads)},
 		{"database.lock_timeout", int64(c.Database.LockTimeout)},
+		{"database.batch_delay", int64(c.Database.BatchDelay)},
 	}
 	for _, p := range positive {
 		if p.v <= 0 {

@@ -105,7 +105,7 @@ type Service struct {
 // NewService opens the database and backends, drops upload sessions left
 // by an earlier process, and builds the API.
 func NewService(ctx context.Context, cfg *Config, log *slog.Logger) (*Service, error) {
-	st, err := store.Open(cfg.Database.Path, store.Options{LockTimeout: cfg.Database.LockTimeout, Logger: log})
+	st, err := store.Open(cfg.Database.Path, store.Options{LockTimeout: cfg.Database.LockTimeout, Logger: log, BatchDelay: cfg.Database.BatchDelay})
 	if err != nil {
 		return nil, err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"artifactstore/internal/digest"
+	"artifactstore/internal/logctx"
 	"artifactstore/internal/manifest"
 	"artifactstore/internal/registry"
 	"artifactstore/store"
@@ -132,7 +133,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		id = hex.EncodeToString(b[:])
 	}
 	log := s.log.With("request_id", id)
-	r = r.WithContext(context.WithValue(r.Context(), logKey{}, log))
+	r = r.WithContext(logctx.With(r.Context(), log))
 	w.Header().Set("X-Request-Id", id)
 	rw := &recorder{ResponseWriter: w, status: http.StatusOK}
 	body := &countingBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: s.opts.BodyReadTimeout}
@@ -147,13 +148,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		"remote", r.RemoteAddr)
 }
 
-type logKey struct{}
-
 func loggerFrom(ctx context.Context, fallback *slog.Logger) *slog.Logger {
-	if l, ok := ctx.Value(logKey{}).(*slog.Logger); ok {
-		return l
-	}
-	return fallback
+	return logctx.From(ctx, fallback)
 }
 
 type recorder struct {

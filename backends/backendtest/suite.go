@@ -53,6 +53,7 @@ func Run(t *testing.T, newBackend Constructor, opts Options) {
 	t.Run("ShortBodyLeavesNothing", s.shortBody)
 	t.Run("LongBodyLeavesNothing", s.longBody)
 	t.Run("LargeWrongDigestLeavesNothing", s.largeWrongDigest)
+	t.Run("LargeBodyCutShortLeavesNothing", s.largeShortBody)
 	t.Run("CancelledContextLeavesNothing", s.cancelled)
 	t.Run("ConcurrentPutsOfOneObject", s.concurrentPuts)
 	t.Run("WalkManyObjects", s.walkMany)
@@ -317,6 +318,22 @@ func (s *suite) largeWrongDigest(t *testing.T) {
 	}
 	s.assertAbsent(t, b, d)
 }
+
+// largeShortBody is a client that disconnects half-way through a body
+// above the single-request limit: the body ends early.
+func (s *suite) largeShortBody(t *testing.T) {
+	b := s.fresh(t)
+	data, d := Blob(18, s.opts.LargeSize)
+	err := b.Put(ctxT(t), d, int64(len(data)), io.MultiReader(bytes.NewReader(data[:len(data)/2]), iotestErrReader{io.ErrUnexpectedEOF}))
+	if !errors.Is(err, backends.ErrSizeMismatch) {
+		t.Fatalf("large put whose body breaks off half-way: got %v, want ErrSizeMismatch", err)
+	}
+	s.assertAbsent(t, b, d)
+}
+
+type iotestErrReader struct{ err error }
+
+func (r iotestErrReader) Read([]byte) (int, error) { return 0, r.err }
 
 // cancelled cancels the context half-way through the body.
 func (s *suite) cancelled(t *testing.T) {

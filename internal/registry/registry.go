@@ -18,6 +18,7 @@ import (
 
 	"artifactstore/backends"
 	"artifactstore/internal/digest"
+	"artifactstore/internal/logctx"
 	"artifactstore/internal/manifest"
 	"artifactstore/store"
 )
@@ -180,7 +181,7 @@ func (r *Registry) clearMismatched(ctx context.Context, backendID string, digest
 		if err != nil {
 			return err
 		}
-		r.log.Warn("replacing an object that failed verification", "backend", backendID, "digest", ds)
+		logctx.From(ctx, r.log).Warn("replacing an object that failed verification", "backend", backendID, "digest", ds)
 		if err := r.backends[backendID].Delete(ctx, d); err != nil {
 			return &BackendError{Backend: backendID, Err: err}
 		}
@@ -405,7 +406,7 @@ func (r *Registry) gc(ctx context.Context, refs []store.Ref) {
 		}
 		mu.Unlock()
 		if err != nil {
-			r.log.Warn("staged object not garbage-collected; it will be reported as an orphan",
+			logctx.From(ctx, r.log).Warn("staged object not garbage-collected; it will be reported as an orphan",
 				"backend", ref.Backend, "digest", ref.Digest, "err", err)
 		}
 	}
@@ -459,7 +460,7 @@ func (r *Registry) Open(ctx context.Context, d digest.Digest, off, n int64) (io.
 		if errors.Is(err, backends.ErrInvalidRange) || ctx.Err() != nil {
 			return nil, err
 		}
-		r.log.Warn("read from backend failed; trying the next location", "backend", l.Backend, "digest", d.String(), "err", err)
+		logctx.From(ctx, r.log).Warn("read from backend failed; trying the next location", "backend", l.Backend, "digest", d.String(), "err", err)
 		errs = append(errs, &BackendError{Backend: l.Backend, Err: err})
 	}
 	if len(errs) == 0 {

@@ -44,9 +44,17 @@ type Client struct {
 	Token string
 }
 
-// New returns a client for base, e.g. "http://127.0.0.1:8080".
+// New returns a client for base, e.g. "http://127.0.0.1:8080". Its
+// transport keeps enough idle connections for parallel transfers (the
+// default keeps two per host, so a parallel push would reconnect on almost
+// every request).
 func New(base string) *Client {
-	return &Client{Base: strings.TrimRight(base, "/"), HTTP: &http.Client{}}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 256
+	t.MaxIdleConnsPerHost = 64
+	t.WriteBufferSize = 256 << 10
+	t.ReadBufferSize = 256 << 10
+	return &Client{Base: strings.TrimRight(base, "/"), HTTP: &http.Client{Transport: t}}
 }
 
 // File declares one file of a manifest.

@@ -161,19 +161,19 @@ func (p *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if isFile && p.cut && n == 1 {
 		half := len(body) / 2
-		w.Write(body[:half])
 		p.mu.Lock()
 		p.served += int64(half)
 		p.mu.Unlock()
+		w.Write(body[:half])
 		w.(http.Flusher).Flush()
 		panic(http.ErrAbortHandler) // cut the connection mid-body
 	}
-	w.Write(body)
-	if isFile {
+	if isFile { // counted before the client can see the last byte
 		p.mu.Lock()
 		p.served += int64(len(body))
 		p.mu.Unlock()
 	}
+	w.Write(body)
 }
 
 func TestClientPullResumesAfterCut(t *testing.T) {
@@ -192,6 +192,8 @@ func TestClientPullResumesAfterCut(t *testing.T) {
 	if !bytes.Equal(got, big) {
 		t.Fatal("resumed download differs")
 	}
+	px.mu.Lock()
+	defer px.mu.Unlock()
 	if len(px.ranges) != 2 || px.ranges[0] != "" || px.ranges[1] != "bytes="+strconv.Itoa(len(big)/2)+"-" {
 		t.Fatalf("ranges requested: %q; want a full GET, then the rest from byte %d", px.ranges, len(big)/2)
 	}

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -59,6 +60,11 @@ type Store struct {
 	log    *slog.Logger
 	now    func() time.Time
 	source string
+	// sessions caches decoded upload sessions (immutable once written) and
+	// tokens caches decoded token records; this process is the only
+	// writer, and it evicts entries when it deletes them.
+	sessions sync.Map // id -> *Session
+	tokens   sync.Map // id -> Token
 }
 
 // Open opens or creates the database at path and brings its schema up to

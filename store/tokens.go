@@ -115,13 +115,21 @@ func (s *Store) Authenticate(ctx context.Context, presented string) (*Token, err
 		return nil, ErrBadToken
 	}
 	var t Token
-	err := s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketTokens).Get([]byte(id))
-		if v == nil {
-			return ErrBadToken
+	var err error
+	if v, ok := s.tokens.Load(id); ok {
+		t = v.(Token)
+	} else {
+		err = s.db.View(func(tx *bolt.Tx) error {
+			v := tx.Bucket(bucketTokens).Get([]byte(id))
+			if v == nil {
+				return ErrBadToken
+			}
+			return decode(v, &t)
+		})
+		if err == nil {
+			s.tokens.Store(id, t)
 		}
-		return decode(v, &t)
-	})
+	}
 	// Hash even when the id is unknown, so timing does not tell ids apart.
 	sum := sha256.Sum256([]byte(sec))
 	got := hex.EncodeToString(sum[:])
@@ -159,11 +167,13 @@ func (s *Store) ListTokens(ctx context.Context) ([]Token, error) {
 
 // RevokeToken deletes a token by id; ErrNotFound if there is none.
 func (s *Store) RevokeToken(ctx context.Context, id string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketTokens)
 		if b.Get([]byte(id)) == nil {
 			return fmt.Errorf("token %q: %w", id, ErrNotFound)
 		}
 		return b.Delete([]byte(id))
 	})
+	s.tokens.Delete(id)
+	return err
 }

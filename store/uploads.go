@@ -60,11 +60,20 @@ func (s *Store) CreateSession(ctx context.Context, draft Package, needed []strin
 	if err != nil {
 		return nil, fmt.Errorf("create upload session: %w", err)
 	}
+	s.sessions.Store(sess.ID, sess)
 	return sess, nil
 }
 
 // GetSession returns an open session or ErrNotFound / ErrSessionExpired.
+// The returned session is shared: callers must not modify it.
 func (s *Store) GetSession(ctx context.Context, id string) (*Session, error) {
+	if v, ok := s.sessions.Load(id); ok {
+		sess := v.(*Session)
+		if !s.now().Before(sess.ExpiresAt) {
+			return nil, fmt.Errorf("upload session %q: %w at %s", id, ErrSessionExpired, sess.ExpiresAt.Format(time.RFC3339))
+		}
+		return sess, nil
+	}
 	var sess *Session
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
@@ -145,6 +154,9 @@ func (s *Store) DropSession(ctx context.Context, id string) ([]Ref, error) {
 		refs, err = deleteSession(tx, id)
 		return err
 	})
+	if err == nil || errors.Is(err, ErrNotFound) {
+		s.sessions.Delete(id)
+	}
 	return refs, err
 }
 
@@ -307,8 +319,12 @@ func (s *Store) Commit(ctx context.Context, id string, stored []string) (CommitR
 		return nil
 	})
 	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			s.sessions.Delete(id)
+		}
 		return CommitResult{}, err
 	}
+	s.sessions.Delete(id) // committed, or dropped as a conflict
 	if conflict != nil {
 		return res, conflict
 	}

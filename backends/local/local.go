@@ -103,7 +103,7 @@ func (b *Backend) Put(ctx context.Context, d digest.Digest, size int64, body io.
 		return nil
 	}
 	dir := filepath.Dir(final)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	if err := b.mkdirDurable(dir); err != nil {
 		return fmt.Errorf("local put %s: %w", d, err)
 	}
 	f, err := os.CreateTemp(dir, tempPrefix+"*")
@@ -140,6 +140,28 @@ func (b *Backend) Put(ctx context.Context, d digest.Digest, size int64, body io.
 		return fmt.Errorf("local put %s: fsync dir: %w", d, err)
 	}
 	return nil
+}
+
+// mkdirDurable creates dir and any missing parents below the root, and
+// fsyncs the parent of every directory it creates, so a new directory's
+// entry survives a crash together with the object inside it.
+func (b *Backend) mkdirDurable(dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir && parent != b.root {
+		if err := b.mkdirDurable(parent); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, 0o750); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil // created concurrently; its creator syncs the parent
+		}
+		return err
+	}
+	return syncDir(parent)
 }
 
 func syncDir(dir string) error {

@@ -147,7 +147,11 @@ func (c *Client) do(ctx context.Context, method, path string, hdr http.Header, b
 	if err != nil {
 		return 0, err
 	}
-	defer resp.Body.Close()
+	defer func() {
+		// Read to EOF so the connection goes back to the pool.
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+	}()
 	if resp.StatusCode >= 400 {
 		return resp.StatusCode, decodeError(resp)
 	}

@@ -657,7 +657,7 @@ func cpuModel() string {
 // table and, with ARTIFACTSTORE_BENCH_REPORT=FILE, writes it there.
 func BenchmarkReport(b *testing.B) {
 	rep := &benchReport{}
-	runBenchmarks(b, fullSizes, rep, 3)
+	runBenchmarks(b, fullSizes, rep, 5)
 	table := rep.table()
 	fmt.Println(table)
 	if out := os.Getenv("ARTIFACTSTORE_BENCH_REPORT"); out != "" {
@@ -676,18 +676,22 @@ func TestBenchHarnessSmoke(t *testing.T) {
 	t.Logf("smoke figures (tiny sizes, not meaningful):\n%s", rep.table())
 }
 
+// writePerformanceDoc puts the table (with the machine and date) between
+// the bench markers of path, keeping the rest of the document (the
+// findings written by people); a missing file gets a skeleton.
 func writePerformanceDoc(t testing.TB, path, table string) {
-	doc := fmt.Sprintf(`# Performance
-
-Measured by `+"`make bench`"+` on %s (%d cores, %s), %s.
-Every figure is a ratio to a baseline measured in the same run on the same
-machine; absolute numbers are for orientation only. Command:
-
-    make bench        # go test -run '^$' -bench '^BenchmarkReport$' -benchtime 1x ./app
-
-%s
-See "Findings" below for what the figures mean and where targets are not met.
-`, cpuModel(), runtime.NumCPU(), runtime.Version(), time.Now().UTC().Format("2006-01-02 15:04 UTC"), table)
+	const start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+	block := fmt.Sprintf("%s\nMeasured on %s (%d cores, %s), %s, with\n`make bench` (`go test -run '^$' -bench '^BenchmarkReport$' -benchtime 1x ./app`).\n\n%s%s",
+		start, cpuModel(), runtime.NumCPU(), runtime.Version(), time.Now().UTC().Format("2006-01-02 15:04 UTC"), table, end)
+	old, err := os.ReadFile(path)
+	doc := "# Performance\n\n" + block + "\n"
+	if err == nil {
+		s := string(old)
+		i, j := strings.Index(s, start), strings.Index(s, end)
+		if i >= 0 && j > i {
+			doc = s[:i] + block + s[j+len(end):]
+		}
+	}
 	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/urfave/cli/v2"
+
 	"artifactstore/store"
 )
 
@@ -124,7 +126,7 @@ func backendTarget(bc BackendConfig) string {
 	if bc.Type == "local" {
 		return bc.Path + "/" + bc.KeyPrefix
 	}
-	return bc.S3.EndpointURL + "/" + bc.S3.Bucket + "/" + bc.KeyPrefix
+	return bc.S3.Target(bc.KeyPrefix)
 }
 
 func (s *Service) adminStorage(w http.ResponseWriter, r *http.Request) {
@@ -214,7 +216,22 @@ func (p *pipeWriter) Write(b []byte) (int, error) {
 }
 func (p *pipeWriter) Flush() {}
 
-// adminGet fetches an admin endpoint and decodes its JSON answer.
+// adminGetJSON loads the config, reaches the admin path (running service
+// or in process) and decodes one admin endpoint's JSON answer.
+func adminGetJSON(c *cli.Context, env Env, path string, out any) (*Config, error) {
+	cfg, err := loadFromCLI(c, env, nil)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := dialAdmin(c.Context, cfg, NewLogger(env.Stderr, cfg.Log))
+	if err != nil {
+		return cfg, err
+	}
+	defer conn.close()
+	return cfg, conn.getJSON(c.Context, path, out)
+}
+
+// getJSON fetches an admin endpoint and decodes its JSON answer.
 func (a *adminConn) getJSON(ctx context.Context, path string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, adminBase+path, nil)
 	if err != nil {

@@ -102,17 +102,9 @@ func dbCommands(env Env) []*cli.Command {
 			Usage: "check bbolt's consistency and the registry's invariants; exit 1 if anything is wrong",
 			Flags: []cli.Flag{configFlag(), jsonFlag},
 			Action: func(c *cli.Context) error {
-				cfg, err := loadFromCLI(c, env, nil)
-				if err != nil {
-					return cli.Exit(err, 2)
-				}
-				conn, err := dialAdmin(c.Context, cfg, NewLogger(env.Stderr, cfg.Log))
-				if err != nil {
-					return cli.Exit(err, 2)
-				}
-				defer conn.close()
 				var res dbCheckResult
-				if err := conn.getJSON(c.Context, "/v1/admin/db/check", &res); err != nil {
+				cfg, err := adminGetJSON(c, env, "/v1/admin/db/check", &res)
+				if err != nil {
 					return cli.Exit(err, 2)
 				}
 				if c.Bool("json") {

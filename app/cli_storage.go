@@ -23,17 +23,8 @@ func storageCommand(env Env) *cli.Command {
 				Usage: "show configured backends, routing rules, and what the registry places on each backend",
 				Flags: []cli.Flag{configFlag(), jsonFlag},
 				Action: func(c *cli.Context) error {
-					cfg, err := loadFromCLI(c, env, nil)
-					if err != nil {
-						return cli.Exit(err, 2)
-					}
-					conn, err := dialAdmin(c.Context, cfg, NewLogger(env.Stderr, cfg.Log))
-					if err != nil {
-						return cli.Exit(err, 2)
-					}
-					defer conn.close()
 					var rep storageReport
-					if err := conn.getJSON(c.Context, "/v1/admin/storage", &rep); err != nil {
+					if _, err := adminGetJSON(c, env, "/v1/admin/storage", &rep); err != nil {
 						return cli.Exit(err, 2)
 					}
 					if c.Bool("json") {

@@ -158,17 +158,7 @@ func (s *Server) publishForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	committed = true
-	view, err := s.reg.GetPackage(r.Context(), pkg.Name, pkg.Version)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	status := http.StatusCreated
-	if !created {
-		status = http.StatusOK
-	}
-	w.Header().Set("Location", "/v1/packages/"+pkg.Name+"/"+pkg.Version)
-	writeJSON(w, status, viewJSON(view))
+	s.writeCommitted(w, r, pkg, created)
 }
 
 func (s *Server) uploadSpooled(r *http.Request, id string, f *spooled) error {

@@ -317,6 +317,12 @@ func (s *Server) commit(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	s.writeCommitted(w, r, pkg, created)
+}
+
+// writeCommitted answers a commit with the package and its locations:
+// 201 when this request created it, 200 when it existed already.
+func (s *Server) writeCommitted(w http.ResponseWriter, r *http.Request, pkg *store.Package, created bool) {
 	view, err := s.reg.GetPackage(r.Context(), pkg.Name, pkg.Version)
 	if err != nil {
 		s.fail(w, r, err)

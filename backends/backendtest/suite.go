@@ -22,13 +22,13 @@ import (
 // Options tunes the suite for a backend.
 type Options struct {
 	// LargeSize is a size above the backend's single-request limit (for S3,
-	// above the multipart threshold). Zero means 6 MiB.
+	// where uploads switch to parts). Zero means 6 MiB.
 	LargeSize int64
 	// WalkCount is how many objects the pagination test stores. Zero means
 	// 1001, just past a typical 1,000-key listing page.
 	WalkCount int
 	// AfterFailedPut, if set, runs after every put that must fail, to check
-	// backend-specific leftovers (for S3: incomplete multipart uploads).
+	// backend-specific leftovers (for S3: unfinished part uploads).
 	AfterFailedPut func(t *testing.T, b backends.Backend)
 }
 

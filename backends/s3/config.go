@@ -56,6 +56,11 @@ func Keys() []string {
 		"sse", "multipart_threshold_bytes", "multipart_chunk_bytes", "ca_bundle_file", "bucket_lookup", "max_retries"}
 }
 
+// Target names where objects go, for listings: endpoint/bucket/prefix.
+func (c Config) Target(keyPrefix string) string {
+	return c.EndpointURL + "/" + c.Bucket + "/" + keyPrefix
+}
+
 // FieldError names the key (under backends.<id>) that is wrong.
 type FieldError struct {
 	Key string

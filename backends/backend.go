@@ -124,3 +124,19 @@ func CheckRange(size, off, n int64) (int64, error) {
 	}
 	return n, nil
 }
+
+// ContextReader returns a reader that fails once ctx is done, so long
+// copies (a stalled client, a slow backend) stop promptly.
+func ContextReader(ctx context.Context, r io.Reader) io.Reader { return ctxReader{ctx, r} }
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

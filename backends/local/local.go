@@ -118,7 +118,7 @@ func (b *Backend) Put(ctx context.Context, d digest.Digest, size int64, body io.
 	}()
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
-	v := digest.NewVerifier(ctxReader{ctx, body}, d, size)
+	v := digest.NewVerifier(backends.ContextReader(ctx, body), d, size)
 	if _, err = io.CopyBuffer(f, v, *bp); err != nil {
 		return fmt.Errorf("local put %s: %w", d, err)
 	}
@@ -195,7 +195,7 @@ func (b *Backend) Open(ctx context.Context, d digest.Digest, off, n int64) (io.R
 		f.Close()
 		return nil, fmt.Errorf("local open %s [%d,+%d) of %d bytes: %w", d, off, n, st.Size(), err)
 	}
-	return &rangeFile{f: f, off: off, n: length, r: ctxReader{ctx, io.NewSectionReader(f, off, length)}}, nil
+	return &rangeFile{f: f, off: off, n: length, r: backends.ContextReader(ctx, io.NewSectionReader(f, off, length))}, nil
 }
 
 type rangeFile struct {
@@ -305,17 +305,4 @@ func (b *Backend) Health(ctx context.Context) error {
 	f.Close()
 	os.Remove(f.Name())
 	return nil
-}
-
-// ctxReader fails reads once ctx is done, so long copies stop promptly.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

@@ -181,7 +181,7 @@ func (b *Backend) Put(ctx context.Context, d digest.Digest, size int64, body io.
 	} else if !errors.Is(err, backends.ErrNotFound) {
 		return err
 	}
-	v := digest.NewVerifier(ctxReader{ctx, body}, d, size)
+	v := digest.NewVerifier(backends.ContextReader(ctx, body), d, size)
 	var err error
 	if size == 0 {
 		// The HTTP client never reads an empty body, so verify it here
@@ -328,7 +328,7 @@ func (b *Backend) Open(ctx context.Context, d digest.Digest, off, n int64) (io.R
 		rc.Close()
 		return nil, fmt.Errorf("s3 get %s: no Content-Length", key)
 	}
-	return &readCloser{r: ctxReader{ctx, rc}, c: rc}, nil
+	return &readCloser{r: backends.ContextReader(ctx, rc), c: rc}, nil
 }
 
 // parseContentRange parses "bytes start-end/total".
@@ -425,18 +425,6 @@ func (b *Backend) Health(ctx context.Context) error {
 		return fmt.Errorf("backend %s: %w: bucket %q does not exist at %s", b.id, backends.ErrUnavailable, b.cfg.Bucket, b.cfg.EndpointURL)
 	}
 	return nil
-}
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 func asPathErr(err error, target **os.PathError) bool { return errors.As(err, target) }

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,7 +28,8 @@ type formMeta struct {
 
 type spooled struct {
 	file   manifest.File
-	tmp    string
+	mem    []byte // small files stay in memory
+	tmp    string // larger ones in a temporary file
 	digest digest.Digest
 }
 
@@ -38,8 +40,9 @@ type spooled struct {
 //
 // The "manifest" part comes first; every "file" part's filename is the
 // file's path in the package (curl's ;filename= sets it). Each file is
-// spooled to a temporary file while hashed, then published through the same
-// begin/upload/commit steps as the staged protocol, all or nothing.
+// hashed while it is spooled (small ones in memory, larger ones to a
+// temporary file), then published through the same begin/upload/commit
+// steps as the staged protocol, all or nothing.
 func (s *Server) publishForm(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
 	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
@@ -52,10 +55,13 @@ func (s *Server) publishForm(w http.ResponseWriter, r *http.Request) {
 	var files []*spooled
 	defer func() {
 		for _, f := range files {
-			os.Remove(f.tmp)
+			if f.tmp != "" {
+				os.Remove(f.tmp)
+			}
 		}
 	}()
 	var meta *formMeta
+	memBudget := int64(memSpoolBudget)
 	for {
 		part, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
@@ -97,7 +103,7 @@ func (s *Server) publishForm(w http.ResponseWriter, r *http.Request) {
 				s.fail(w, r, err)
 				return
 			}
-			sp, err := s.spool(part, name)
+			sp, err := s.spool(part, name, &memBudget)
 			if sp != nil {
 				files = append(files, sp)
 			}
@@ -162,6 +168,9 @@ func (s *Server) publishForm(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) uploadSpooled(r *http.Request, id string, f *spooled) error {
+	if f.tmp == "" {
+		return s.reg.Upload(r.Context(), id, f.digest, f.file.Size, bytes.NewReader(f.mem))
+	}
 	fh, err := os.Open(f.tmp)
 	if err != nil {
 		return err
@@ -170,22 +179,50 @@ func (s *Server) uploadSpooled(r *http.Request, id string, f *spooled) error {
 	return s.reg.Upload(r.Context(), id, f.digest, f.file.Size, fh)
 }
 
-func (s *Server) spool(part io.Reader, path string) (*spooled, error) {
-	if err := os.MkdirAll(s.opts.SpoolDir, 0o750); err != nil {
-		return nil, err
-	}
-	tmp, err := os.CreateTemp(s.opts.SpoolDir, "form-*")
-	if err != nil {
-		return nil, err
-	}
-	sp := &spooled{tmp: tmp.Name()}
+// Small file parts are kept in memory instead of a temporary file (small
+// files are the common case of a one-request publish): each up to
+// memSpoolMax, together at most memSpoolBudget per request.
+const (
+	memSpoolMax    = 256 << 10
+	memSpoolBudget = 8 << 20
+)
+
+// spool hashes a file part, keeping it in memory when it is small and in a
+// temporary file under SpoolDir otherwise.
+func (s *Server) spool(part io.Reader, path string, budget *int64) (*spooled, error) {
 	h := digest.NewHasher()
-	n, err := io.CopyBuffer(io.MultiWriter(tmp, h), part, make([]byte, 1<<20))
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
+	head, err := io.ReadAll(io.LimitReader(part, memSpoolMax+1))
 	if err != nil {
-		return sp, err
+		return nil, err
+	}
+	sp := &spooled{}
+	n := int64(len(head))
+	if n <= memSpoolMax && n <= *budget {
+		*budget -= n
+		sp.mem = head
+		h.Write(head)
+	} else {
+		if err := os.MkdirAll(s.opts.SpoolDir, 0o750); err != nil {
+			return nil, err
+		}
+		tmp, err := os.CreateTemp(s.opts.SpoolDir, "form-*")
+		if err != nil {
+			return nil, err
+		}
+		sp.tmp = tmp.Name()
+		w := io.MultiWriter(tmp, h)
+		_, err = w.Write(head)
+		if err == nil {
+			var rest int64
+			rest, err = io.CopyBuffer(w, part, make([]byte, 1<<20))
+			n += rest
+		}
+		if cerr := tmp.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return sp, err
+		}
 	}
 	sp.digest = h.Digest()
 	sp.file = manifest.File{Path: path, Size: n, SHA256: sp.digest.Hex}

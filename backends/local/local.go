@@ -119,7 +119,9 @@ func (b *Backend) Put(ctx context.Context, d digest.Digest, size int64, body io.
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	v := digest.NewVerifier(backends.ContextReader(ctx, body), d, size)
-	if _, err = io.CopyBuffer(f, v, *bp); err != nil {
+	// writerOnly hides (*os.File).ReadFrom, which would ignore our buffer
+	// and copy in 32 KiB pieces (half the throughput).
+	if _, err = io.CopyBuffer(writerOnly{f}, v, *bp); err != nil {
 		return fmt.Errorf("local put %s: %w", d, err)
 	}
 	if !v.Verified() {
@@ -163,6 +165,8 @@ func (b *Backend) mkdirDurable(dir string) error {
 	}
 	return syncDir(parent)
 }
+
+type writerOnly struct{ io.Writer }
 
 func syncDir(dir string) error {
 	f, err := os.Open(dir)

@@ -116,14 +116,6 @@ func (sess *Session) BackendOf(digest string) (string, bool) {
 	return "", false
 }
 
-func putSession(tx *bolt.Tx, sess *Session) error {
-	v, err := encode(sess)
-	if err != nil {
-		return err
-	}
-	return tx.Bucket(bucketUploads).Put([]byte(sess.ID), v)
-}
-
 // deleteSession removes a session and its refs, returning the refs.
 func deleteSession(tx *bolt.Tx, id string) ([]Ref, error) {
 	sess, err := getSession(tx, id)

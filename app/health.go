@@ -24,6 +24,8 @@ type backendHealth struct {
 	ID           string                       `json:"id"`
 	Up           bool                         `json:"up"`
 	Error        string                       `json:"error,omitempty"`
+	Objects      int64                        `json:"objects"`
+	Bytes        int64                        `json:"bytes"`
 	Locations    map[string]int               `json:"locations_by_status"`
 	Verification map[string]verificationState `json:"verification"`
 }
@@ -65,7 +67,7 @@ func (s *Service) health(ctx context.Context) (*healthDocument, error) {
 			bh.Error = err.Error()
 		}
 		if u := usage[id]; u != nil {
-			bh.Locations = u.ByStatus
+			bh.Locations, bh.Objects, bh.Bytes = u.ByStatus, u.Blobs, u.Bytes
 		}
 		for _, mode := range []string{store.ModeDeep, store.ModeQuick} {
 			st, err := s.Store.GetVerifyState(ctx, id, mode)

@@ -30,13 +30,17 @@ var (
 	// bucketTokens: token id -> Token (only a hash of the secret). Added
 	// by migration 3.
 	bucketTokens = []byte("tokens")
+	// bucketRecent: seq(8, big-endian) -> name \x00 version, the commit
+	// order of every package. Scanned backwards to list packages newest
+	// first (the web UI). Added by migration 4.
+	bucketRecent = []byte("packages_by_seq")
 )
 
 var keySchemaVersion = []byte("schema_version")
 
 // allBuckets lists every bucket of the current schema.
 func allBuckets() [][]byte {
-	return append(v1Buckets(), bucketVerifyState, bucketTokens)
+	return append(v1Buckets(), bucketVerifyState, bucketTokens, bucketRecent)
 }
 
 // v1Buckets are the buckets migration 1 created; never change this list.

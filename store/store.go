@@ -159,6 +159,7 @@ var migrations = []migration{
 		_, err := tx.CreateBucketIfNotExists(bucketTokens)
 		return err
 	}},
+	{name: "add packages by commit order", up: migrateRecent},
 }
 
 // SchemaVersion is the schema version this binary writes.

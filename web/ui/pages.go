@@ -578,15 +578,29 @@ func eventRowOf(e store.Event) eventRow {
 	sort.Strings(keys)
 	for _, k := range keys {
 		switch k {
-		case "name", "version", "digest", "run_id", "labels":
-			continue
+		case "name", "version", "digest", "run_id", "at", "stored_at":
+			continue // in other columns, or noise
 		}
 		var s string
 		switch x := data[k].(type) {
 		case string:
 			s = x
 		case float64:
-			s = strconv.FormatFloat(x, 'f', -1, 64)
+			switch k {
+			case "bytes", "size", "bytes_read":
+				s = humanSize(int64(x))
+			case "duration_ns":
+				k, s = "took", time.Duration(x).Round(10*time.Microsecond).String()
+			default:
+				s = strconv.FormatFloat(x, 'f', -1, 64)
+			}
+		case map[string]any:
+			var parts []string
+			for lk, lv := range x {
+				parts = append(parts, fmt.Sprintf("%s=%v", lk, lv))
+			}
+			sort.Strings(parts)
+			s = strings.Join(parts, " ")
 		default:
 			b, _ := json.Marshal(x)
 			s = string(b)

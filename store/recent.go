@@ -4,15 +4,91 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"strings"
 
 	bolt "go.etcd.io/bbolt"
 )
 
-// putRecent records a committed package in the commit-order index.
-func putRecent(tx *bolt.Tx, seq uint64, name, version string) error {
-	return tx.Bucket(bucketRecent).Put(u64(seq), joinKey(name, version))
+// putRecent records a committed package in the commit-order index, with
+// the fields listings filter on, so a search reads the index alone.
+func putRecent(tx *bolt.Tx, p *Package) error {
+	return tx.Bucket(bucketRecent).Put(u64(p.Seq), recentValue(p))
+}
+
+// recentValue is name \x00 version \x00 producer \x00 retention class \x00
+// labels as JSON (none of the first four may contain NUL; the JSON is last).
+func recentValue(p *Package) []byte {
+	labels := []byte("{}")
+	if len(p.Labels) > 0 {
+		labels, _ = json.Marshal(p.Labels) // a map of strings always encodes
+	}
+	return append(append(joinKey(p.Name, p.Version, p.Producer, p.RetentionClass), 0), labels...)
+}
+
+// recentEntry is one decoded index value. An entry with only name and
+// version (written before the index carried summaries) has full false.
+type recentEntry struct {
+	name, version, producer, retention string
+	labels                             []byte
+	full                               bool
+}
+
+func parseRecent(v []byte) (recentEntry, bool) {
+	parts := bytes.SplitN(v, []byte{0}, 5)
+	switch len(parts) {
+	case 2:
+		return recentEntry{name: string(parts[0]), version: string(parts[1])}, true
+	case 5:
+		return recentEntry{name: string(parts[0]), version: string(parts[1]), producer: string(parts[2]),
+			retention: string(parts[3]), labels: parts[4], full: true}, true
+	}
+	return recentEntry{}, false
+}
+
+// matches reports whether the entry's package matches f (its Name is
+// ignored). ok is false when the entry lacks the fields to tell.
+func (e recentEntry) matches(f Filter) (match, ok bool) {
+	if !e.full {
+		return false, false
+	}
+	if f.Producer != "" && e.producer != f.Producer || f.RetentionClass != "" && e.retention != f.RetentionClass {
+		return false, true
+	}
+	if len(f.Labels) == 0 {
+		return true, true
+	}
+	for k, v := range f.Labels {
+		kj, _ := json.Marshal(k)
+		vj, _ := json.Marshal(v)
+		if !bytes.Contains(e.labels, append(append(kj, ':'), vj...)) {
+			return false, true
+		}
+	}
+	var labels map[string]string
+	if err := json.Unmarshal(e.labels, &labels); err != nil {
+		return false, false
+	}
+	for k, v := range f.Labels {
+		if got, ok := labels[k]; !ok || got != v {
+			return false, true
+		}
+	}
+	return true, true
+}
+
+// entryMatches checks an index entry against f, reading the package when
+// the entry cannot tell; a package deleted since does not match.
+func entryMatches(tx *bolt.Tx, e recentEntry, f Filter) (bool, error) {
+	if m, ok := e.matches(f); ok {
+		return m, nil
+	}
+	p, err := getPackage(tx, e.name, e.version)
+	if err != nil {
+		return false, nil
+	}
+	return f.match(p), nil
 }
 
 // migrateRecent (migration 4) creates the commit-order index and fills it
@@ -27,7 +103,7 @@ func migrateRecent(tx *bolt.Tx) error {
 		if err := decode(v, &p); err != nil {
 			return fmt.Errorf("package %q: %w", k, err)
 		}
-		return b.Put(u64(p.Seq), joinKey(p.Name, p.Version))
+		return b.Put(u64(p.Seq), recentValue(&p))
 	})
 }
 
@@ -42,7 +118,7 @@ type NameQuery struct {
 	Cursor string
 	// Limit is the page size (at least 1).
 	Limit int
-	// MaxScan bounds the index entries one call reads; 0 means 20,000.
+	// MaxScan bounds the index entries one call reads; 0 means 50,000.
 	// A page that hits it ends early with Truncated set and a Next cursor
 	// that continues the scan, so one call costs the same at any size.
 	MaxScan int
@@ -85,7 +161,7 @@ func (s *Store) RecentNames(ctx context.Context, q NameQuery) (NamePage, error) 
 		q.Limit = 1
 	}
 	if q.MaxScan <= 0 {
-		q.MaxScan = 20000
+		q.MaxScan = 50000
 	}
 	var start []byte
 	if q.Cursor != "" {
@@ -121,18 +197,19 @@ func (s *Store) RecentNames(ctx context.Context, q NameQuery) (NamePage, error) 
 					return err
 				}
 			}
-			name, version, ok := strings.Cut(string(v), "\x00")
+			e, ok := parseRecent(v)
+			name := e.name
 			if !ok || !strings.HasPrefix(name, q.NamePrefix) || seen[name] {
 				continue
 			}
 			seq := binary.BigEndian.Uint64(k)
 			var match *Package
 			if filtered {
-				p, err := getPackage(tx, name, version)
+				m, err := entryMatches(tx, e, q.Filter)
 				if err != nil {
-					continue // deleted since: the index is a hint
+					return err
 				}
-				if !q.Filter.match(p) {
+				if !m {
 					continue
 				}
 				newer, err := newerMatch(tx, vc, name, seq, q.Filter)
@@ -141,6 +218,10 @@ func (s *Store) RecentNames(ctx context.Context, q NameQuery) (NamePage, error) 
 				}
 				if newer {
 					continue // listed at its newer matching version
+				}
+				p, err := getPackage(tx, name, e.version)
+				if err != nil {
+					continue // deleted since: the index is a hint
 				}
 				match = p
 			} else if hasNewer(vc, name, seq) {
@@ -183,12 +264,17 @@ func hasNewer(vc *bolt.Cursor, name string, seq uint64) bool {
 // matches f.
 func newerMatch(tx *bolt.Tx, vc *bolt.Cursor, name string, seq uint64, f Filter) (bool, error) {
 	prefix := versionPrefix(name)
+	recent := tx.Bucket(bucketRecent)
 	for k, v := vc.Seek(u64Append(append([]byte{}, prefix...), seq+1)); k != nil && bytes.HasPrefix(k, prefix); k, v = vc.Next() {
-		p, err := getPackage(tx, name, string(v))
-		if err != nil {
-			continue
+		e, ok := parseRecent(recent.Get(k[len(prefix):]))
+		if !ok {
+			e = recentEntry{name: name, version: string(v)}
 		}
-		if f.match(p) {
+		m, err := entryMatches(tx, e, f)
+		if err != nil {
+			return false, err
+		}
+		if m {
 			return true, nil
 		}
 	}
@@ -315,11 +401,11 @@ func (s *Store) PackagesWithDigests(ctx context.Context, digests []string, perDi
 		scanned, done := 0, 0
 		for k, v := c.Last(); k != nil && scanned < maxScan && done < len(want); k, v = c.Prev() {
 			scanned++
-			name, version, ok := strings.Cut(string(v), "\x00")
+			e, ok := parseRecent(v)
 			if !ok {
 				continue
 			}
-			p, err := getPackage(tx, name, version)
+			p, err := getPackage(tx, e.name, e.version)
 			if err != nil {
 				continue
 			}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -163,4 +164,56 @@ func TestRecentIndexMigration(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestRecentNamesReadsOldEntries: an index entry without the summary
+// fields (name and version only) is still filtered correctly, by reading
+// its package.
+func TestRecentNamesReadsOldEntries(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "r.db"))
+	ctx := context.Background()
+	commitLabelled(t, s, "web", "1.0", "ci", map[string]string{"sha": "a"})
+	commitLabelled(t, s, "web", "1.1", "ci", map[string]string{"sha": "b"})
+	commitLabelled(t, s, "etl", "0.1", "alice", map[string]string{"sha": "a"})
+	s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketRecent)
+		return b.ForEach(func(k, v []byte) error {
+			e, _ := parseRecent(v)
+			return b.Put(k, joinKey(e.name, e.version))
+		})
+	})
+	for _, c := range []struct {
+		f    Filter
+		want string
+	}{
+		{Filter{Labels: map[string]string{"sha": "a"}}, "[etl@0.1/0.1#1 web@1.0/1.1#2]"},
+		{Filter{Labels: map[string]string{"sha": "b"}}, "[web@1.1/1.1#2]"},
+		{Filter{Producer: "alice"}, "[etl@0.1/0.1#1]"},
+	} {
+		p, err := s.RecentNames(ctx, NameQuery{Limit: 10, Filter: c.f})
+		if err != nil || fmt.Sprint(names(p)) != c.want {
+			t.Errorf("%+v on old entries: %v %v, want %s", c.f, err, names(p), c.want)
+		}
+	}
+}
+
+// TestRecentEntryLabelMatch: the label check on the index's JSON never
+// matches a key or value that only contains the wanted one.
+func TestRecentEntryLabelMatch(t *testing.T) {
+	p := &Package{Name: "n", Version: "1", Producer: "ci", RetentionClass: "r",
+		Labels: map[string]string{"team": "web-ui", "note": `"team":"web"`, "x.team": "web"}}
+	e, ok := parseRecent(recentValue(p))
+	if !ok || !e.full {
+		t.Fatalf("parse: %+v", e)
+	}
+	for f, want := range map[string]bool{"team=web-ui": true, "team=web": false, "x.team=web": true, "note=\"team\":\"web\"": true, "team=web-u": false} {
+		k, v, _ := strings.Cut(f, "=")
+		got, ok := e.matches(Filter{Labels: map[string]string{k: v}})
+		if !ok || got != want {
+			t.Errorf("label %s: %v (%v), want %v", f, got, ok, want)
+		}
+	}
+	if got, _ := e.matches(Filter{Producer: "ci", RetentionClass: "other"}); got {
+		t.Error("retention class other matched")
+	}
 }

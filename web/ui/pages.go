@@ -529,7 +529,7 @@ func (u *UI) healthPage(w http.ResponseWriter, r *http.Request, v *viewer) {
 	for _, l := range failed {
 		digests = append(digests, l.Digest)
 	}
-	holders, err := u.opts.Catalog.PackagesWithDigests(r.Context(), digests, 3, 0)
+	holders, err := u.opts.Catalog.PackagesWithDigests(r.Context(), digests, 3, 5000)
 	if err != nil {
 		u.fail(w, r, v, err)
 		return

@@ -27,8 +27,9 @@ func recentValue(p *Package) []byte {
 	return append(append(joinKey(p.Name, p.Version, p.Producer, p.RetentionClass), 0), labels...)
 }
 
-// recentEntry is one decoded index value. An entry with only name and
-// version (written before the index carried summaries) has full false.
+// recentEntry is one decoded index value. The index also accepts a value
+// of only name and version; such an entry has full false and filters read
+// its package.
 type recentEntry struct {
 	name, version, producer, retention string
 	labels                             []byte
@@ -224,8 +225,8 @@ func (s *Store) RecentNames(ctx context.Context, q NameQuery) (NamePage, error) 
 					continue // deleted since: the index is a hint
 				}
 				match = p
-			} else if hasNewer(vc, name, seq) {
-				continue
+			} else if !isVersion(vc, name, seq) || hasNewer(vc, name, seq) {
+				continue // deleted since, or listed at its newer version
 			}
 			if len(page.Names) == q.Limit {
 				page.Next = encodeCursor(u64(lastSeq(page.Names)))
@@ -252,6 +253,13 @@ func (s *Store) RecentNames(ctx context.Context, q NameQuery) (NamePage, error) 
 func lastSeq(ns []NameSummary) uint64 { return ns[len(ns)-1].Match.Seq }
 
 func versionPrefix(name string) []byte { return append([]byte(name), 0) }
+
+// isVersion reports whether the version index still holds name at seq.
+func isVersion(vc *bolt.Cursor, name string, seq uint64) bool {
+	key := u64Append(versionPrefix(name), seq)
+	k, _ := vc.Seek(key)
+	return bytes.Equal(k, key)
+}
 
 // hasNewer reports whether name has a version committed after seq.
 func hasNewer(vc *bolt.Cursor, name string, seq uint64) bool {

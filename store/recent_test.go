@@ -217,3 +217,39 @@ func TestRecentEntryLabelMatch(t *testing.T) {
 		t.Error("retention class other matched")
 	}
 }
+
+// TestRecentNamesSkipsDeleted: an index entry whose package is gone (a
+// delete that left the entry) is skipped, and the name is listed once at
+// the version that remains.
+func TestRecentNamesSkipsDeleted(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "r.db"))
+	ctx := context.Background()
+	commitLabelled(t, s, "web", "1.0", "ci", map[string]string{"sha": "a"})
+	commitLabelled(t, s, "api", "1.0", "ci", nil)
+	commitLabelled(t, s, "web", "1.1", "ci", map[string]string{"sha": "a"})
+	s.db.Update(func(tx *bolt.Tx) error {
+		tx.Bucket(bucketPackages).Delete(joinKey("web", "1.1"))
+		return tx.Bucket(bucketVersions).Delete(u64Append(versionPrefix("web"), 3))
+	})
+	for _, f := range []Filter{{}, {Labels: map[string]string{"sha": "a"}}} {
+		var got []string
+		cursor := ""
+		for i := 0; i < 5; i++ {
+			p, err := s.RecentNames(ctx, NameQuery{Limit: 1, Cursor: cursor, Filter: f})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, names(p)...)
+			if cursor = p.Next; cursor == "" {
+				break
+			}
+		}
+		want := "[api@1.0/1.0#1 web@1.0/1.0#1]"
+		if len(f.Labels) > 0 {
+			want = "[web@1.0/1.0#1]"
+		}
+		if fmt.Sprint(got) != want {
+			t.Errorf("filter %+v after a delete: %v, want %s", f, got, want)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -621,6 +622,9 @@ func eventRowOf(e store.Event) eventRow {
 func (u *UI) eventsPage(w http.ResponseWriter, r *http.Request, v *viewer) {
 	qs := r.URL.Query()
 	d := eventsData{Type: qs.Get("type"), Types: eventTypes}
+	if d.Type != "" && !slices.Contains(eventTypes, d.Type) {
+		d.Types = append(slices.Clip(eventTypes), d.Type)
+	}
 	if b := qs.Get("before"); b != "" {
 		n, err := strconv.ParseUint(b, 10, 64)
 		if err != nil {
@@ -652,7 +656,7 @@ func (u *UI) eventsPage(w http.ResponseWriter, r *http.Request, v *viewer) {
 }
 
 // eventStream sends new events as Server-Sent Events, rendered as table
-// rows, polling the event log. Resumes from Last-Event-ID.
+// rows. Resumes from Last-Event-ID.
 func (u *UI) eventStream(w http.ResponseWriter, r *http.Request, v *viewer) {
 	var after uint64
 	if s := r.Header.Get("Last-Event-ID"); s != "" {
@@ -669,10 +673,21 @@ func (u *UI) eventStream(w http.ResponseWriter, r *http.Request, v *viewer) {
 	w.WriteHeader(http.StatusOK)
 	fmt.Fprint(w, "retry: 2000\n\n")
 	rc.Flush()
-	tick := time.NewTicker(250 * time.Millisecond)
+	// With a catalog that signals commits (store.EventNotify) the stream
+	// wakes on each commit; otherwise it polls the log.
+	notifier, _ := u.opts.Catalog.(eventNotifier)
+	period := 250 * time.Millisecond
+	if notifier != nil {
+		period = 5 * time.Second // a safety net only
+	}
+	tick := time.NewTicker(period)
 	defer tick.Stop()
 	keepalive := time.Now()
 	for {
+		var changed <-chan struct{}
+		if notifier != nil {
+			changed = notifier.EventNotify() // before reading, so no commit is missed
+		}
 		evs, err := u.opts.Catalog.Events(r.Context(), after, 100)
 		if err != nil {
 			return
@@ -704,9 +719,16 @@ func (u *UI) eventStream(w http.ResponseWriter, r *http.Request, v *viewer) {
 		select {
 		case <-r.Context().Done():
 			return
+		case <-changed:
 		case <-tick.C:
 		}
 	}
+}
+
+// eventNotifier is a Catalog that can wake event streams: the channel is
+// closed once a transaction that appended events commits after the call.
+type eventNotifier interface {
+	EventNotify() <-chan struct{}
 }
 
 // Tokens page.

@@ -2,8 +2,12 @@ package app
 
 import (
 	"fmt"
+	"os"
 	"sort"
+	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"artifactstore/internal/lifecycle"
@@ -79,4 +83,23 @@ func (c *Config) lifecyclePolicies() map[string]lifecycle.Policy {
 
 func (c *Config) eventPolicy() lifecycle.EventPolicy {
 	return lifecycle.EventPolicy{MaxAge: c.Events.MaxAge, VerificationMaxAge: c.Events.VerificationMaxAge, SummaryMaxAge: c.Events.SummaryMaxAge}
+}
+
+// killAtEnv is a fault-injection hook for the crash tests: when set to N
+// the process kills itself with SIGKILL at the Nth state-changing step of
+// a gc or retention run (see lifecycle.Options.Step), as kill -9 would.
+const killAtEnv = "ARTIFACTSTORE_TEST_KILL_AT"
+
+func killAtStep() func(string) {
+	n, err := strconv.ParseInt(os.Getenv(killAtEnv), 10, 64)
+	if err != nil || n <= 0 {
+		return nil
+	}
+	var steps atomic.Int64
+	return func(string) {
+		if steps.Add(1) == n {
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {} // the signal is on its way
+		}
+	}
 }

@@ -143,6 +143,7 @@ func NewService(ctx context.Context, cfg *Config, log *slog.Logger) (*Service, e
 		Policies:    cfg.lifecyclePolicies(),
 		OrphanGrace: cfg.GC.OrphanGrace,
 		Events:      cfg.eventPolicy(),
+		Step:        killAtStep(),
 	})
 	engine := verify.New(st, bs, verify.Options{
 		Concurrency:    cfg.Verify.Concurrency,

@@ -450,10 +450,17 @@ func (s *Store) IntentWanted(ctx context.Context, r Ref) (bool, error) {
 	return yes, err
 }
 
-// DropIntent removes an intent (its delete is confirmed or cancelled).
-func (s *Store) DropIntent(ctx context.Context, r Ref) error {
+// DropIntents removes intents (their deletes are confirmed or cancelled)
+// in one transaction.
+func (s *Store) DropIntents(ctx context.Context, refs []Ref) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketGCIntents).Delete(joinKey(r.Backend, r.Digest))
+		b := tx.Bucket(bucketGCIntents)
+		for _, r := range refs {
+			if err := b.Delete(joinKey(r.Backend, r.Digest)); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 

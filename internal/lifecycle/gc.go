@@ -66,6 +66,15 @@ func (r *GCReport) backend(id string) *GCBackend {
 	return b
 }
 
+func (r *GCReport) deletedOrphans() bool {
+	for _, b := range r.Backends {
+		if b.OrphansDeleted > 0 || b.Failed > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // Totals returns the objects and bytes deleted over all backends.
 func (r *GCReport) Totals() (objects, bytes int64) {
 	for _, b := range r.Backends {
@@ -108,7 +117,13 @@ func (m *Manager) gc(ctx context.Context, o GCOptions) (*GCReport, error) {
 		return rep, err
 	}
 	m.opts.Metrics.gcRun(rep, err)
-	if rerr := m.store.RecordLifecycleRun(context.WithoutCancel(ctx), store.RunGC, EventGCCompleted, rep); rerr != nil && err == nil {
+	// A run that changed nothing is recorded without an event, so a gc
+	// run often on an idle store does not grow the event log by itself.
+	typ := EventGCCompleted
+	if objs, _ := rep.Totals(); objs == 0 && rep.Cancelled == 0 && rep.Resumed == 0 && !rep.deletedOrphans() && err == nil {
+		typ = ""
+	}
+	if rerr := m.store.RecordLifecycleRun(context.WithoutCancel(ctx), store.RunGC, typ, rep); rerr != nil && err == nil {
 		err = rerr
 	}
 	objs, bytes := rep.Totals()
@@ -130,7 +145,9 @@ func (m *Manager) collect(ctx context.Context, o GCOptions, rep *GCReport) error
 		}
 	} else if len(pending) > 0 {
 		rep.Resumed = len(pending)
-		m.deleteIntents(ctx, pending, rep)
+		if err := m.deleteIntents(ctx, pending, rep); err != nil {
+			return err
+		}
 	}
 	cands, err := m.store.Collectable(ctx)
 	if err != nil {
@@ -162,14 +179,20 @@ func (m *Manager) collect(ctx context.Context, o GCOptions, rep *GCReport) error
 		}
 		refs = refs[n:]
 		m.step("gc.condemned")
-		m.deleteIntents(ctx, intents, rep)
+		if err := m.deleteIntents(ctx, intents, rep); err != nil {
+			return err
+		}
 	}
 	return ctx.Err()
 }
 
-// deleteIntents deletes the objects of intents, a few at a time.
-func (m *Manager) deleteIntents(ctx context.Context, intents []store.GCIntent, rep *GCReport) {
+// deleteIntents deletes the objects of intents, a few at a time, then
+// drops the intents of the confirmed and called-off deletes in one
+// transaction (a crash before that only makes the next run repeat
+// deletes, which are idempotent).
+func (m *Manager) deleteIntents(ctx context.Context, intents []store.GCIntent, rep *GCReport) error {
 	var mu sync.Mutex
+	var done []store.Ref
 	work := make(chan store.GCIntent)
 	var wg sync.WaitGroup
 	for range m.opts.Concurrency {
@@ -190,6 +213,9 @@ func (m *Manager) deleteIntents(ctx context.Context, intents []store.GCIntent, r
 				default:
 					rep.Cancelled++
 				}
+				if err == nil {
+					done = append(done, in.Ref())
+				}
 				mu.Unlock()
 			}
 		}()
@@ -202,11 +228,19 @@ func (m *Manager) deleteIntents(ctx context.Context, intents []store.GCIntent, r
 	}
 	close(work)
 	wg.Wait()
+	if len(done) == 0 {
+		return nil
+	}
+	if err := m.store.DropIntents(context.WithoutCancel(ctx), done); err != nil {
+		return err
+	}
+	m.step("gc.intents_dropped")
+	return nil
 }
 
 // deleteIntent deletes one condemned object unless it is referenced
-// again, then drops the intent. deleted is false when the delete was
-// called off (the content was published again meanwhile).
+// again. deleted is false when the delete was called off (the content was
+// published again meanwhile).
 func (m *Manager) deleteIntent(ctx context.Context, in store.GCIntent) (deleted bool, err error) {
 	b, ok := m.backends[in.Backend]
 	if !ok {
@@ -217,25 +251,17 @@ func (m *Manager) deleteIntent(ctx context.Context, in store.GCIntent) (deleted 
 		return false, err
 	}
 	unlock := m.locker.LockKeys(in.Backend, []string{in.Digest})
+	defer unlock()
 	wanted, err := m.store.IntentWanted(ctx, in.Ref())
-	if err == nil && wanted {
-		err = b.Delete(ctx, d)
-		if err != nil {
-			err = wrapBackend(in.Backend, err)
-		}
-	}
-	unlock()
-	if err != nil {
+	if err != nil || !wanted {
 		return false, err
 	}
-	if wanted {
-		m.step("gc.deleted")
+	m.step("gc.deleting")
+	if err := b.Delete(ctx, d); err != nil {
+		return false, wrapBackend(in.Backend, err)
 	}
-	if err := m.store.DropIntent(context.WithoutCancel(ctx), in.Ref()); err != nil {
-		return false, err
-	}
-	m.step("gc.intent_dropped")
-	return wanted, nil
+	m.step("gc.deleted")
+	return true, nil
 }
 
 // orphans walks every backend for objects the registry does not know,

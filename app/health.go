@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"artifactstore/internal/lifecycle"
 	"artifactstore/store"
 )
 
@@ -18,6 +19,9 @@ type healthDocument struct {
 	Backends        []backendHealth  `json:"backends"`
 	FailedLocations []store.Location `json:"failed_locations"`
 	FailedTotal     int              `json:"failed_total"`
+	// Lifecycle: last gc, retention and event pruning runs, and deletes
+	// decided but not yet confirmed by a backend.
+	Lifecycle *lifecycle.Status `json:"lifecycle,omitempty"`
 }
 
 type backendHealth struct {
@@ -78,6 +82,9 @@ func (s *Service) health(ctx context.Context) (*healthDocument, error) {
 				LastSuccessAt: st.LastSuccessAt, NextRunAt: st.NextAt, Overruns: st.Overruns, LastOverrunAt: st.LastOverrunAt}
 		}
 		doc.Backends = append(doc.Backends, bh)
+	}
+	if doc.Lifecycle, err = s.Lifecycle.Status(ctx); err != nil {
+		return nil, err
 	}
 	return doc, nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strings"
 
 	bolt "go.etcd.io/bbolt"
@@ -391,52 +392,36 @@ func contains(ss []string, s string) bool {
 }
 
 // PackagesWithDigests finds, newest first, up to perDigest packages that
-// hold each digest, reading at most maxScan packages (0 means 20,000).
-func (s *Store) PackagesWithDigests(ctx context.Context, digests []string, perDigest, maxScan int) (map[string][]*Package, error) {
+// hold each digest, through the package_refs index, reading at most
+// maxRefs references of one digest (0 means 1,000).
+func (s *Store) PackagesWithDigests(ctx context.Context, digests []string, perDigest, maxRefs int) (map[string][]*Package, error) {
 	out := make(map[string][]*Package, len(digests))
-	if len(digests) == 0 {
-		return out, nil
-	}
-	if maxScan <= 0 {
-		maxScan = 20000
-	}
-	want := map[string]bool{}
-	for _, d := range digests {
-		want[d] = true
+	if maxRefs <= 0 {
+		maxRefs = 1000
 	}
 	err := s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketRecent).Cursor()
-		scanned, done := 0, 0
-		for k, v := c.Last(); k != nil && scanned < maxScan && done < len(want); k, v = c.Prev() {
-			scanned++
-			e, ok := parseRecent(v)
-			if !ok {
+		c := tx.Bucket(bucketPackageRefs).Cursor()
+		for _, d := range digests {
+			if _, done := out[d]; done {
 				continue
 			}
-			p, err := getPackage(tx, e.name, e.version)
-			if err != nil {
-				continue
-			}
-			for _, f := range p.Files {
-				if !want[f.Digest] || len(out[f.Digest]) >= perDigest || holds(out[f.Digest], p) {
+			var ps []*Package
+			prefix := append([]byte(d), 0)
+			n := 0
+			for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && n < maxRefs; k, _ = c.Next() {
+				n++
+				name, version, ok := strings.Cut(string(k[len(prefix):]), "\x00")
+				if !ok {
 					continue
 				}
-				out[f.Digest] = append(out[f.Digest], p)
-				if len(out[f.Digest]) == perDigest {
-					done++
+				if p, err := getPackage(tx, name, version); err == nil {
+					ps = append(ps, p)
 				}
 			}
+			sort.Slice(ps, func(i, j int) bool { return ps[i].Seq > ps[j].Seq })
+			out[d] = ps[:min(len(ps), perDigest)]
 		}
 		return ctx.Err()
 	})
 	return out, err
-}
-
-func holds(ps []*Package, p *Package) bool {
-	for _, x := range ps {
-		if x.Name == p.Name && x.Version == p.Version {
-			return true
-		}
-	}
-	return false
 }

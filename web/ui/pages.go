@@ -530,7 +530,7 @@ func (u *UI) healthPage(w http.ResponseWriter, r *http.Request, v *viewer) {
 	for _, l := range failed {
 		digests = append(digests, l.Digest)
 	}
-	holders, err := u.opts.Catalog.PackagesWithDigests(r.Context(), digests, 3, 5000)
+	holders, err := u.opts.Catalog.PackagesWithDigests(r.Context(), digests, 3, 0)
 	if err != nil {
 		u.fail(w, r, v, err)
 		return
@@ -545,6 +545,7 @@ func (u *UI) healthPage(w http.ResponseWriter, r *http.Request, v *viewer) {
 
 var eventTypes = []string{
 	store.EventPackageCreated,
+	store.EventPackageDeleted,
 	store.EventLocationCreated,
 	"v1.storage.location_verified",
 	"v1.storage.location_failed",

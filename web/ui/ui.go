@@ -42,8 +42,9 @@ type Catalog interface {
 	EventsBefore(ctx context.Context, q store.EventQuery) ([]store.Event, uint64, error)
 	// Events lists events after a sequence number, oldest first.
 	Events(ctx context.Context, after uint64, limit int) ([]store.Event, error)
-	// PackagesWithDigests finds packages holding each digest, newest first.
-	PackagesWithDigests(ctx context.Context, digests []string, perDigest, maxScan int) (map[string][]*store.Package, error)
+	// PackagesWithDigests finds up to perDigest packages holding each
+	// digest, newest first, reading at most maxRefs references of one.
+	PackagesWithDigests(ctx context.Context, digests []string, perDigest, maxRefs int) (map[string][]*store.Package, error)
 }
 
 // Packages reads one package with its locations (the registry).

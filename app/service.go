@@ -149,6 +149,7 @@ func NewService(ctx context.Context, cfg *Config, log *slog.Logger) (*Service, e
 		AnonymousRead:        cfg.Auth.AnonymousRead,
 		MaxConcurrentUploads: cfg.Server.MaxConcurrentUploads,
 		BodyReadTimeout:      cfg.Server.BodyReadTimeout,
+		Events:               st,
 		Ready: func(ctx context.Context) error {
 			_, err := st.Events(ctx, 0, 1)
 			return err
@@ -182,6 +183,8 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 		BaseContext:       func(net.Listener) context.Context { return baseCtx },
 		ErrorLog:          slog.NewLogLogger(s.Log.Handler(), slog.LevelWarn),
 	}
+	// Live event streams never finish on their own; end them at shutdown.
+	srv.RegisterOnShutdown(s.API.StopStreams)
 	adminLn, err := listenAdmin(s.Config.AdminSocket())
 	if err != nil {
 		return err

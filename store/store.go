@@ -65,6 +65,8 @@ type Store struct {
 	// writer, and it evicts entries when it deletes them.
 	sessions sync.Map // id -> *Session
 	tokens   sync.Map // id -> Token
+	// events wakes readers of the event log after each commit (events.go).
+	events eventSignal
 }
 
 // Open opens or creates the database at path and brings its schema up to

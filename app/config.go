@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"artifactstore/backends/s3"
+	"artifactstore/internal/webhook"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/knadh/koanf/parsers/yaml"
@@ -44,6 +45,7 @@ type Config struct {
 	Routing  RoutingConfig            `koanf:"routing" yaml:"routing"`
 	Verify   VerifyConfig             `koanf:"verify" yaml:"verify"`
 	Auth     AuthConfig               `koanf:"auth" yaml:"auth"`
+	Webhooks webhook.Config           `koanf:"webhooks" yaml:"webhooks"`
 }
 
 // AuthConfig controls access. Writes always need a publish token bound to
@@ -421,6 +423,13 @@ func (c *Config) Validate() error {
 		if sc.s.Interval > 0 && sc.s.Interval < time.Second {
 			return &ConfigError{Key: sc.key + ".interval", Msg: "must be at least 1s"}
 		}
+	}
+	if err := c.Webhooks.Validate(); err != nil {
+		var fe *webhook.FieldError
+		if errors.As(err, &fe) {
+			return &ConfigError{Key: "webhooks." + fe.Field, Msg: fe.Msg}
+		}
+		return err
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

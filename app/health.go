@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"artifactstore/internal/webhook"
 	"artifactstore/store"
 )
 
@@ -18,6 +19,9 @@ type healthDocument struct {
 	Backends        []backendHealth  `json:"backends"`
 	FailedLocations []store.Location `json:"failed_locations"`
 	FailedTotal     int              `json:"failed_total"`
+	// Webhooks: every subscription's position, lag and failure state; a
+	// failing one makes the status "degraded".
+	Webhooks []webhook.Status `json:"webhooks"`
 }
 
 type backendHealth struct {
@@ -58,6 +62,14 @@ func (s *Service) health(ctx context.Context) (*healthDocument, error) {
 	}
 	if total > 0 || len(down) > 0 {
 		doc.Status = "degraded"
+	}
+	if doc.Webhooks, err = s.Webhooks.Statuses(ctx); err != nil {
+		return nil, err
+	}
+	for _, w := range doc.Webhooks {
+		if w.Failing {
+			doc.Status = "degraded"
+		}
 	}
 	for _, id := range s.Registry.BackendIDs() {
 		bh := backendHealth{ID: id, Up: down[id] == nil, Locations: map[string]int{}, Verification: map[string]verificationState{}}

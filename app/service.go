@@ -20,6 +20,7 @@ import (
 	"artifactstore/backends/s3"
 	"artifactstore/internal/registry"
 	"artifactstore/internal/verify"
+	"artifactstore/internal/webhook"
 	"artifactstore/store"
 	"artifactstore/web"
 )
@@ -98,6 +99,8 @@ type Service struct {
 	Registry *registry.Registry
 	API      *web.Server
 	Verify   *verify.Engine
+	// Webhooks delivers events to subscribed receivers.
+	Webhooks *webhook.Manager
 	// Metrics is this service's own Prometheus registry (no globals).
 	Metrics *prometheus.Registry
 }
@@ -139,6 +142,18 @@ func NewService(ctx context.Context, cfg *Config, log *slog.Logger) (*Service, e
 		Logger:         log,
 		Metrics:        verify.NewMetrics(metrics),
 	})
+	hooks, err := webhook.New(st, webhook.Options{Config: cfg.Webhooks, Logger: log, Metrics: metrics})
+	if err == nil {
+		err = hooks.Sync(ctx)
+	}
+	if err != nil {
+		st.Close()
+		var fe *webhook.FieldError
+		if errors.As(err, &fe) {
+			return nil, &ConfigError{Key: "webhooks." + fe.Field, Msg: fe.Msg}
+		}
+		return nil, err
+	}
 	api := web.New(reg, web.Options{
 		MaxBodyBytes:         cfg.Server.MaxBodyBytes,
 		MaxManifestBytes:     cfg.Server.MaxManifestBytes,
@@ -155,7 +170,7 @@ func NewService(ctx context.Context, cfg *Config, log *slog.Logger) (*Service, e
 			return err
 		},
 	})
-	svc := &Service{Config: cfg, Log: log, Store: st, Backends: bs, Registry: reg, API: api, Verify: engine, Metrics: metrics}
+	svc := &Service{Config: cfg, Log: log, Store: st, Backends: bs, Registry: reg, API: api, Verify: engine, Webhooks: hooks, Metrics: metrics}
 	api.Handle("GET /v1/health", store.ScopeRead, http.HandlerFunc(svc.healthDoc))
 	api.Handle("GET /metrics", web.ScopeOpen, metricsHandler(metrics))
 	// The admin endpoints are on the public API too, for an admin token;
@@ -200,6 +215,11 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 			{Mode: store.ModeDeep, Interval: s.Config.Verify.Deep.Interval, Jitter: s.Config.Verify.Deep.Jitter},
 			{Mode: store.ModeQuick, Interval: s.Config.Verify.Quick.Interval, Jitter: s.Config.Verify.Quick.Jitter},
 		})
+	}()
+	webhooksDone := make(chan struct{})
+	go func() {
+		defer close(webhooksDone)
+		s.Webhooks.Run(baseCtx)
 	}()
 	errc := make(chan error, 1)
 	go func() {
@@ -250,6 +270,7 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	// Stop the scheduler; an interrupted run resumes at the next start.
 	cancelRequests()
 	<-verifyDone
+	<-webhooksDone // delivery positions are saved
 	// Sessions of cancelled uploads are dropped with their staged data.
 	if _, serr := s.Registry.SweepSessions(context.WithoutCancel(ctx), true); serr != nil {
 		s.Log.Warn("dropping open upload sessions at shutdown failed", "err", serr)

@@ -30,13 +30,16 @@ var (
 	// bucketTokens: token id -> Token (only a hash of the secret). Added
 	// by migration 3.
 	bucketTokens = []byte("tokens")
+	// bucketWebhooks: subscription id -> Subscription (target, filters,
+	// secret and the delivery cursor). Added by migration 4.
+	bucketWebhooks = []byte("webhook_subscriptions")
 )
 
 var keySchemaVersion = []byte("schema_version")
 
 // allBuckets lists every bucket of the current schema.
 func allBuckets() [][]byte {
-	return append(v1Buckets(), bucketVerifyState, bucketTokens)
+	return append(v1Buckets(), bucketVerifyState, bucketTokens, bucketWebhooks)
 }
 
 // v1Buckets are the buckets migration 1 created; never change this list.

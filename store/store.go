@@ -161,6 +161,10 @@ var migrations = []migration{
 		_, err := tx.CreateBucketIfNotExists(bucketTokens)
 		return err
 	}},
+	{name: "add webhook subscriptions", up: func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucketWebhooks)
+		return err
+	}},
 }
 
 // SchemaVersion is the schema version this binary writes.

@@ -82,6 +82,15 @@ func (s *Server) eventStream(w http.ResponseWriter, r *http.Request) {
 	if log == nil {
 		log = s.reg.Store()
 	}
+	// The first read happens before the answer starts, so a start the log
+	// cannot serve (pruned events, a database error) is a proper error.
+	ctx := r.Context()
+	changed := log.EventNotify()
+	evs, err := log.Events(ctx, after, streamBatch)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	rc := http.NewResponseController(w)
 	// A stream outlives any per-response write deadline the server sets.
 	_ = rc.SetWriteDeadline(time.Time{})
@@ -94,17 +103,17 @@ func (s *Server) eventStream(w http.ResponseWriter, r *http.Request) {
 	if _, err := fmt.Fprint(w, "retry: 1000\n\n"); err != nil || rc.Flush() != nil {
 		return
 	}
-	ctx := r.Context()
 	keepalive := time.NewTicker(s.opts.StreamKeepalive)
 	defer keepalive.Stop()
-	for {
-		changed := log.EventNotify()
-		evs, err := log.Events(ctx, after, streamBatch)
-		if err != nil {
-			if ctx.Err() == nil {
-				loggerFrom(ctx, s.log).Warn("event stream: reading the event log failed", "after", after, "err", err)
+	for first := true; ; first = false {
+		if !first {
+			changed = log.EventNotify()
+			if evs, err = log.Events(ctx, after, streamBatch); err != nil {
+				if ctx.Err() == nil {
+					loggerFrom(ctx, s.log).Warn("event stream: reading the event log failed", "after", after, "err", err)
+				}
+				return
 			}
-			return
 		}
 		for _, e := range evs {
 			b, err := json.Marshal(e)

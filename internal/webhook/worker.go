@@ -50,6 +50,9 @@ func (w *worker) run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
+			if w.skipPruned(ctx) {
+				continue
+			}
 			readFailures++
 			log.Error("webhook: reading the event log failed; retrying", "after", w.position(), "err", err)
 			if !sleep(ctx, w.m.backoff(readFailures)) {
@@ -140,6 +143,42 @@ func (w *worker) deliver(ctx context.Context, ev *store.Event) bool {
 			return false
 		}
 	}
+}
+
+// horizoner is a store that prunes events: EventHorizon is the oldest
+// sequence still available.
+type horizoner interface {
+	EventHorizon(ctx context.Context) (uint64, error)
+}
+
+// skipPruned handles a read that failed because event retention removed
+// events after the cursor (the subscription did not hold pruning back,
+// see Manager.KeepFrom): the missing range is recorded as lost, loudly,
+// and delivery goes on from the oldest event still in the log.
+func (w *worker) skipPruned(ctx context.Context) bool {
+	h, ok := w.m.st.(horizoner)
+	if !ok {
+		return false
+	}
+	horizon, err := h.EventHorizon(ctx)
+	from := w.position() + 1
+	if err != nil || horizon <= from {
+		return false
+	}
+	lost := store.LostEvents{From: from, To: horizon - 1, At: w.m.now().UTC()}
+	err = w.m.st.UpdateSubscription(ctx, w.sub.ID, func(s *store.Subscription) {
+		s.Cursor = lost.To
+		s.Lost = append(s.Lost, lost)
+	})
+	if err != nil {
+		return false
+	}
+	w.mu.Lock()
+	w.cursor, w.saved = max(w.cursor, lost.To), max(w.saved, lost.To)
+	w.mu.Unlock()
+	w.m.log.Warn("webhook subscription lost events: they were pruned before delivery", "subscription", w.sub.ID,
+		"from", lost.From, "to", lost.To, "count", lost.To-lost.From+1)
+	return true
 }
 
 // save writes the position and delivery state if they changed. A failed

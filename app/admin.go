@@ -50,6 +50,9 @@ func (s *Service) adminRoutes() map[string]http.Handler {
 		"POST /v1/admin/tokens":        http.HandlerFunc(s.adminTokenCreate),
 		"DELETE /v1/admin/tokens/{id}": http.HandlerFunc(s.adminTokenRevoke),
 	}
+	for pattern, h := range s.Lifecycle.AdminRoutes() {
+		routes[pattern] = h
+	}
 	for pattern, h := range s.Webhooks.Routes() {
 		routes[pattern] = h
 	}

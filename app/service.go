@@ -18,6 +18,7 @@ import (
 	"artifactstore/backends"
 	"artifactstore/backends/local"
 	"artifactstore/backends/s3"
+	"artifactstore/internal/lifecycle"
 	"artifactstore/internal/registry"
 	"artifactstore/internal/verify"
 	"artifactstore/internal/webhook"
@@ -99,6 +100,9 @@ type Service struct {
 	Registry *registry.Registry
 	API      *web.Server
 	Verify   *verify.Engine
+	// Lifecycle deletes packages, applies retention, collects garbage
+	// and prunes events.
+	Lifecycle *lifecycle.Manager
 	// Webhooks delivers events to subscribed receivers.
 	Webhooks *webhook.Manager
 	// Metrics is this service's own Prometheus registry (no globals).
@@ -136,12 +140,6 @@ func NewService(ctx context.Context, cfg *Config, log *slog.Logger) (*Service, e
 		st.Close()
 		return nil, fmt.Errorf("drop upload sessions of the previous run: %w", err)
 	}
-	engine := verify.New(st, bs, verify.Options{
-		Concurrency:    cfg.Verify.Concurrency,
-		BytesPerSecond: cfg.Verify.BytesPerSecond,
-		Logger:         log,
-		Metrics:        verify.NewMetrics(metrics),
-	})
 	hooks, err := webhook.New(st, webhook.Options{Config: cfg.Webhooks, Logger: log, Metrics: metrics})
 	if err == nil {
 		err = hooks.Sync(ctx)
@@ -154,6 +152,22 @@ func NewService(ctx context.Context, cfg *Config, log *slog.Logger) (*Service, e
 		}
 		return nil, err
 	}
+	life := lifecycle.New(st, bs, reg, lifecycle.Options{
+		Logger:      log,
+		Metrics:     lifecycle.NewMetrics(metrics),
+		Policies:    cfg.lifecyclePolicies(),
+		OrphanGrace: cfg.GC.OrphanGrace,
+		Events:      cfg.eventPolicy(),
+		Step:        killAtStep(),
+		// Event pruning keeps what a webhook subscription still needs.
+		EventFloor: hooks.KeepFrom,
+	})
+	engine := verify.New(st, bs, verify.Options{
+		Concurrency:    cfg.Verify.Concurrency,
+		BytesPerSecond: cfg.Verify.BytesPerSecond,
+		Logger:         log,
+		Metrics:        verify.NewMetrics(metrics),
+	})
 	api := web.New(reg, web.Options{
 		MaxBodyBytes:         cfg.Server.MaxBodyBytes,
 		MaxManifestBytes:     cfg.Server.MaxManifestBytes,
@@ -164,13 +178,15 @@ func NewService(ctx context.Context, cfg *Config, log *slog.Logger) (*Service, e
 		AnonymousRead:        cfg.Auth.AnonymousRead,
 		MaxConcurrentUploads: cfg.Server.MaxConcurrentUploads,
 		BodyReadTimeout:      cfg.Server.BodyReadTimeout,
+		Deleter:              life,
+		ProducerDelete:       cfg.Auth.ProducerDelete,
 		Events:               st,
 		Ready: func(ctx context.Context) error {
 			_, err := st.Events(ctx, 0, 1)
 			return err
 		},
 	})
-	svc := &Service{Config: cfg, Log: log, Store: st, Backends: bs, Registry: reg, API: api, Verify: engine, Webhooks: hooks, Metrics: metrics}
+	svc := &Service{Config: cfg, Log: log, Store: st, Backends: bs, Registry: reg, API: api, Verify: engine, Metrics: metrics, Lifecycle: life, Webhooks: hooks}
 	api.Handle("GET /v1/health", store.ScopeRead, http.HandlerFunc(svc.healthDoc))
 	api.Handle("GET /metrics", web.ScopeOpen, metricsHandler(metrics))
 	// The admin endpoints are on the public API too, for an admin token;
@@ -214,6 +230,13 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 		s.Verify.RunScheduled(baseCtx, []verify.Schedule{
 			{Mode: store.ModeDeep, Interval: s.Config.Verify.Deep.Interval, Jitter: s.Config.Verify.Deep.Jitter},
 			{Mode: store.ModeQuick, Interval: s.Config.Verify.Quick.Interval, Jitter: s.Config.Verify.Quick.Jitter},
+		})
+	}()
+	lifecycleDone := make(chan struct{})
+	go func() {
+		defer close(lifecycleDone)
+		s.Lifecycle.RunScheduled(baseCtx, lifecycle.Schedule{
+			Retention: s.Config.Retention.Interval, GC: s.Config.GC.Interval, Events: s.Config.Events.PruneInterval,
 		})
 	}()
 	webhooksDone := make(chan struct{})
@@ -270,6 +293,7 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	// Stop the scheduler; an interrupted run resumes at the next start.
 	cancelRequests()
 	<-verifyDone
+	<-lifecycleDone
 	<-webhooksDone // delivery positions are saved
 	// Sessions of cancelled uploads are dropped with their staged data.
 	if _, serr := s.Registry.SweepSessions(context.WithoutCancel(ctx), true); serr != nil {

@@ -161,6 +161,7 @@ var migrations = []migration{
 		_, err := tx.CreateBucketIfNotExists(bucketTokens)
 		return err
 	}},
+	{name: "add lifecycle (package refs, gc intents, orphans)", up: migrateLifecycle},
 	{name: "add webhook subscriptions", up: func(tx *bolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(bucketWebhooks)
 		return err

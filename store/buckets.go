@@ -48,10 +48,13 @@ var (
 	// summary; "events_horizon" -> seq(8) of the oldest event that pruning
 	// kept. Added by migration 4.
 	bucketLifecycle = []byte("lifecycle")
+	// bucketWebhooks: subscription id -> Subscription (target, filters,
+	// secret and the delivery cursor). Added by migration 5.
+	bucketWebhooks = []byte("webhook_subscriptions")
 	// bucketRecent: seq(8, big-endian) -> name \x00 version \x00
 	// producer \x00 retention class \x00 labels JSON: the commit order of
 	// every package with what listings filter on. Scanned backwards to
-	// list packages newest first (the web UI). Added by migration 5.
+	// list packages newest first (the web UI). Added by migration 6.
 	bucketRecent = []byte("packages_by_seq")
 )
 
@@ -60,7 +63,7 @@ var keySchemaVersion = []byte("schema_version")
 // allBuckets lists every bucket of the current schema.
 func allBuckets() [][]byte {
 	return append(v1Buckets(), bucketVerifyState, bucketTokens,
-		bucketPackageRefs, bucketGCIntents, bucketOrphans, bucketLifecycle, bucketRecent)
+		bucketPackageRefs, bucketGCIntents, bucketOrphans, bucketLifecycle, bucketWebhooks, bucketRecent)
 }
 
 // v1Buckets are the buckets migration 1 created; never change this list.

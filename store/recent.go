@@ -28,51 +28,76 @@ func recentValue(p *Package) []byte {
 	return append(append(joinKey(p.Name, p.Version, p.Producer, p.RetentionClass), 0), labels...)
 }
 
-// recentEntry is one decoded index value. The index also accepts a value
-// of only name and version; such an entry has full false and filters read
-// its package.
+// recentEntry is one decoded index value; its slices are valid only in
+// the transaction that read it. The index also accepts a value of only
+// name and version; such an entry has full false and filters read its
+// package.
 type recentEntry struct {
-	name, version, producer, retention string
-	labels                             []byte
-	full                               bool
+	name, version, producer, retention, labels []byte
+	full                                       bool
 }
 
 func parseRecent(v []byte) (recentEntry, bool) {
-	parts := bytes.SplitN(v, []byte{0}, 5)
-	switch len(parts) {
+	var parts [5][]byte
+	n := 0
+	for n < 4 {
+		i := bytes.IndexByte(v, 0)
+		if i < 0 {
+			break
+		}
+		parts[n], v = v[:i], v[i+1:]
+		n++
+	}
+	parts[n] = v
+	switch n + 1 {
 	case 2:
-		return recentEntry{name: string(parts[0]), version: string(parts[1])}, true
+		return recentEntry{name: parts[0], version: parts[1]}, true
 	case 5:
-		return recentEntry{name: string(parts[0]), version: string(parts[1]), producer: string(parts[2]),
-			retention: string(parts[3]), labels: parts[4], full: true}, true
+		return recentEntry{name: parts[0], version: parts[1], producer: parts[2], retention: parts[3], labels: parts[4], full: true}, true
 	}
 	return recentEntry{}, false
 }
 
-// matches reports whether the entry's package matches f (its Name is
-// ignored). ok is false when the entry lacks the fields to tell.
-func (e recentEntry) matches(f Filter) (match, ok bool) {
-	if !e.full {
-		return false, false
-	}
-	if f.Producer != "" && e.producer != f.Producer || f.RetentionClass != "" && e.retention != f.RetentionClass {
-		return false, true
-	}
-	if len(f.Labels) == 0 {
-		return true, true
-	}
+// matcher is a Filter prepared for index entries.
+type matcher struct {
+	f                   Filter
+	producer, retention []byte
+	needles             [][]byte // `"key":"value"` of each wanted label
+}
+
+func newMatcher(f Filter) *matcher {
+	m := &matcher{f: f, producer: []byte(f.Producer), retention: []byte(f.RetentionClass)}
 	for k, v := range f.Labels {
 		kj, _ := json.Marshal(k)
 		vj, _ := json.Marshal(v)
-		if !bytes.Contains(e.labels, append(append(kj, ':'), vj...)) {
+		m.needles = append(m.needles, append(append(kj, ':'), vj...))
+	}
+	return m
+}
+
+// entry reports whether the entry's package matches (the filter's Name is
+// ignored). ok is false when the entry lacks the fields to tell.
+func (m *matcher) entry(e recentEntry) (match, ok bool) {
+	if !e.full {
+		return false, false
+	}
+	if len(m.producer) > 0 && !bytes.Equal(e.producer, m.producer) || len(m.retention) > 0 && !bytes.Equal(e.retention, m.retention) {
+		return false, true
+	}
+	if len(m.needles) == 0 {
+		return true, true
+	}
+	for _, n := range m.needles {
+		if !bytes.Contains(e.labels, n) {
 			return false, true
 		}
 	}
+	// The byte check cannot match a wrong label, but confirm exactly.
 	var labels map[string]string
 	if err := json.Unmarshal(e.labels, &labels); err != nil {
 		return false, false
 	}
-	for k, v := range f.Labels {
+	for k, v := range m.f.Labels {
 		if got, ok := labels[k]; !ok || got != v {
 			return false, true
 		}
@@ -80,20 +105,17 @@ func (e recentEntry) matches(f Filter) (match, ok bool) {
 	return true, true
 }
 
-// entryMatches checks an index entry against f, reading the package when
-// the entry cannot tell; a package deleted since does not match.
-func entryMatches(tx *bolt.Tx, e recentEntry, f Filter) (bool, error) {
-	if m, ok := e.matches(f); ok {
-		return m, nil
+// matches checks an index entry, reading the package when the entry
+// cannot tell; a package deleted since does not match.
+func (m *matcher) matches(tx *bolt.Tx, e recentEntry) bool {
+	if ok, known := m.entry(e); known {
+		return ok
 	}
-	p, err := getPackage(tx, e.name, e.version)
-	if err != nil {
-		return false, nil
-	}
-	return f.match(p), nil
+	p, err := getPackage(tx, string(e.name), string(e.version))
+	return err == nil && m.f.match(p)
 }
 
-// migrateRecent (migration 4) creates the commit-order index and fills it
+// migrateRecent (migration 6) creates the commit-order index and fills it
 // from the packages already committed.
 func migrateRecent(tx *bolt.Tx) error {
 	b, err := tx.CreateBucketIfNotExists(bucketRecent)
@@ -120,7 +142,7 @@ type NameQuery struct {
 	Cursor string
 	// Limit is the page size (at least 1).
 	Limit int
-	// MaxScan bounds the index entries one call reads; 0 means 50,000.
+	// MaxScan bounds the index entries one call reads; 0 means 20,000.
 	// A page that hits it ends early with Truncated set and a Next cursor
 	// that continues the scan, so one call costs the same at any size.
 	MaxScan int
@@ -163,7 +185,7 @@ func (s *Store) RecentNames(ctx context.Context, q NameQuery) (NamePage, error) 
 		q.Limit = 1
 	}
 	if q.MaxScan <= 0 {
-		q.MaxScan = 50000
+		q.MaxScan = 20000
 	}
 	var start []byte
 	if q.Cursor != "" {
@@ -175,6 +197,8 @@ func (s *Store) RecentNames(ctx context.Context, q NameQuery) (NamePage, error) 
 	}
 	q.Filter.Name = ""
 	filtered := !q.Filter.isZero()
+	m := newMatcher(q.Filter)
+	prefix := []byte(q.NamePrefix)
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketRecent).Cursor()
 		vc := tx.Bucket(bucketVersions).Cursor()
@@ -200,28 +224,20 @@ func (s *Store) RecentNames(ctx context.Context, q NameQuery) (NamePage, error) 
 				}
 			}
 			e, ok := parseRecent(v)
-			name := e.name
-			if !ok || !strings.HasPrefix(name, q.NamePrefix) || seen[name] {
+			if !ok || !bytes.HasPrefix(e.name, prefix) || seen[string(e.name)] {
 				continue
 			}
 			seq := binary.BigEndian.Uint64(k)
 			var match *Package
+			if filtered && !m.matches(tx, e) {
+				continue
+			}
+			name := string(e.name)
 			if filtered {
-				m, err := entryMatches(tx, e, q.Filter)
-				if err != nil {
-					return err
-				}
-				if !m {
-					continue
-				}
-				newer, err := newerMatch(tx, vc, name, seq, q.Filter)
-				if err != nil {
-					return err
-				}
-				if newer {
+				if newerMatch(tx, vc, name, seq, m) {
 					continue // listed at its newer matching version
 				}
-				p, err := getPackage(tx, name, e.version)
+				p, err := getPackage(tx, name, string(e.version))
 				if err != nil {
 					continue // deleted since: the index is a hint
 				}
@@ -270,24 +286,20 @@ func hasNewer(vc *bolt.Cursor, name string, seq uint64) bool {
 }
 
 // newerMatch reports whether a version of name committed after seq
-// matches f.
-func newerMatch(tx *bolt.Tx, vc *bolt.Cursor, name string, seq uint64, f Filter) (bool, error) {
+// matches.
+func newerMatch(tx *bolt.Tx, vc *bolt.Cursor, name string, seq uint64, m *matcher) bool {
 	prefix := versionPrefix(name)
 	recent := tx.Bucket(bucketRecent)
 	for k, v := vc.Seek(u64Append(append([]byte{}, prefix...), seq+1)); k != nil && bytes.HasPrefix(k, prefix); k, v = vc.Next() {
 		e, ok := parseRecent(recent.Get(k[len(prefix):]))
 		if !ok {
-			e = recentEntry{name: name, version: string(v)}
+			e = recentEntry{name: []byte(name), version: v}
 		}
-		m, err := entryMatches(tx, e, f)
-		if err != nil {
-			return false, err
-		}
-		if m {
-			return true, nil
+		if m.matches(tx, e) {
+			return true
 		}
 	}
-	return false, nil
+	return false
 }
 
 // latestOf returns the newest version of name and the number of versions.

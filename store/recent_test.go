@@ -179,7 +179,7 @@ func TestRecentNamesReadsOldEntries(t *testing.T) {
 		b := tx.Bucket(bucketRecent)
 		return b.ForEach(func(k, v []byte) error {
 			e, _ := parseRecent(v)
-			return b.Put(k, joinKey(e.name, e.version))
+			return b.Put(k, joinKey(string(e.name), string(e.version)))
 		})
 	})
 	for _, c := range []struct {
@@ -208,12 +208,12 @@ func TestRecentEntryLabelMatch(t *testing.T) {
 	}
 	for f, want := range map[string]bool{"team=web-ui": true, "team=web": false, "x.team=web": true, "note=\"team\":\"web\"": true, "team=web-u": false} {
 		k, v, _ := strings.Cut(f, "=")
-		got, ok := e.matches(Filter{Labels: map[string]string{k: v}})
+		got, ok := newMatcher(Filter{Labels: map[string]string{k: v}}).entry(e)
 		if !ok || got != want {
 			t.Errorf("label %s: %v (%v), want %v", f, got, ok, want)
 		}
 	}
-	if got, _ := e.matches(Filter{Producer: "ci", RetentionClass: "other"}); got {
+	if got, _ := newMatcher(Filter{Producer: "ci", RetentionClass: "other"}).entry(e); got {
 		t.Error("retention class other matched")
 	}
 }

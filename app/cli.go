@@ -5,7 +5,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -31,21 +30,22 @@ type Env struct {
 	Environ []string
 }
 
-// Main runs the command line and returns the process exit code.
+// Main runs the command line and returns the process exit code: 0
+// success, 1 the operation failed, 2 bad usage or configuration (see
+// exitCodeOf); verify refines 1 and 2.
 func Main(ctx context.Context, args []string, env Env) int {
-	err := NewCLI(env).RunContext(ctx, args)
+	a := NewCLI(env)
+	args, err := prepareArgs(a, args, env.Environ)
 	if err == nil {
-		return 0
+		err = a.RunContext(ctx, args)
 	}
-	var ec cli.ExitCoder
-	if errors.As(err, &ec) {
-		if msg := err.Error(); msg != "" {
-			fmt.Fprintln(env.Stderr, "artifactstore:", msg)
-		}
-		return ec.ExitCode()
+	if err == nil {
+		return exitOK
 	}
-	fmt.Fprintln(env.Stderr, "artifactstore:", err)
-	return 1
+	if msg := err.Error(); msg != "" {
+		fmt.Fprintln(env.Stderr, "artifactstore:", msg)
+	}
+	return exitCodeOf(err)
 }
 
 func commit() string {
@@ -113,6 +113,7 @@ func NewCLI(env Env) *cli.App {
 			},
 		}, append(append(dbCommands(env), tokenCommand(env)), clientCommands(env)...)...),
 	}
+	finishCommands(a)
 	return a
 }
 

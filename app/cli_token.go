@@ -104,7 +104,7 @@ func tokenCommand(env Env) *cli.Command {
 					&cli.StringFlag{Name: "name", Required: true, Usage: "what the token is for"},
 					&cli.StringFlag{Name: "scope", Required: true, Usage: "read, publish or admin"},
 					&cli.StringSliceFlag{Name: "producer", Usage: "producer a publish token may publish as (repeatable; required for publish)"},
-					&cli.DurationFlag{Name: "expires", Usage: "lifetime, e.g. 720h (default: no expiry)"},
+					&cli.DurationFlag{Name: "expires", Usage: "token lifetime `DURATION`, e.g. 720h", DefaultText: "no expiry"},
 				},
 				Action: func(c *cli.Context) error {
 					req, _ := json.Marshal(tokenRequest{Name: c.String("name"), Scope: c.String("scope"), Producers: c.StringSlice("producer"), Expires: c.Duration("expires")})

@@ -87,10 +87,14 @@ func NewCLI(env Env) *cli.App {
 				Usage: "inspect configuration",
 				Subcommands: []*cli.Command{{
 					Name:  "check",
-					Usage: "validate the configuration and print the effective config (secrets redacted)",
+					Usage: "validate the configuration, resolve every credential reference, and print the effective config (secrets never shown)",
 					Flags: []cli.Flag{configFlag()},
 					Action: func(c *cli.Context) error {
 						cfg, err := loadFromCLI(c, env, nil)
+						if err != nil {
+							return err
+						}
+						refs, err := resolveCredentials(cfg, env)
 						if err != nil {
 							return err
 						}
@@ -98,7 +102,11 @@ func NewCLI(env Env) *cli.App {
 						if err != nil {
 							return err
 						}
-						fmt.Fprintf(env.Stdout, "# configuration is valid\n%s", out)
+						fmt.Fprintf(env.Stdout, "# configuration is valid\n")
+						for _, r := range refs {
+							fmt.Fprintf(env.Stdout, "# %s: %s resolves (value not shown)\n", r.key, r.ref)
+						}
+						fmt.Fprintf(env.Stdout, "%s", out)
 						return nil
 					},
 				}},

@@ -156,6 +156,10 @@ func prepareArgs(a *cli.App, args []string, environ []string) ([]string, error) 
 			return append(out, args[i:]...), nil
 		}
 		sub := findSub(l.subs, args[i])
+		if sub == nil && args[i] == "help" && !l.hideHelp {
+			// "artifactstore help push" means "artifactstore push --help".
+			return prepareArgs(a, append(append(out, args[i+1:]...), "--help"), environ)
+		}
 		if sub == nil {
 			return nil, unknownCommand(l, args[i])
 		}

@@ -1,8 +1,6 @@
 package app
 
 import (
-	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,14 +8,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 )
-
-// runCLIEnv runs the command line in-process with exactly environ.
-func runCLIEnv(t testing.TB, environ []string, args ...string) (int, string, string) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	code := Main(context.Background(), append([]string{"artifactstore"}, args...), Env{Stdout: &out, Stderr: &errb, Environ: environ})
-	return code, out.String(), errb.String()
-}
 
 // TestUsageErrorsExitTwo: every kind of bad usage exits 2 with one line
 // naming the problem and the help to read, never the whole help page.
@@ -40,6 +30,7 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{"unknown global flag", []string{"--confg", "x", "version"}, []string{"unknown flag --confg", "did you mean --config?"}},
 		{"bad flag value", []string{"ls", "--limit", "many"}, []string{"invalid value \"many\" for flag -limit", "see 'artifactstore ls --help'"}},
 		{"missing argument", []string{"show"}, []string{"want exactly one NAME@VERSION"}},
+		{"help on an unknown command", []string{"help", "publsh"}, []string{`unknown command "publsh"`}},
 		{"config error", []string{"config", "check", "--config", badCfg}, []string{"server.listen"}},
 		{"config error wrapped as failure", []string{"token", "ls", "--config", badCfg}, []string{"server.listen"}},
 	} {
@@ -80,6 +71,12 @@ func TestEveryHelpStatesExitCodes(t *testing.T) {
 	}
 	for _, p := range paths {
 		code, out, errOut := runCLIEnv(t, nil, append(p, "--help")...)
+		if len(p) > 0 {
+			// "help CMD ..." is "CMD ... --help".
+			if c2, out2, _ := runCLIEnv(t, nil, append([]string{"help"}, p...)...); c2 != 0 || out2 != out {
+				t.Errorf("artifactstore help %s: exit %d, differs from --help", strings.Join(p, " "), c2)
+			}
+		}
 		if code != 0 || !strings.Contains(out, "Exit codes: 0 ") || !strings.Contains(out, " 2 bad usage") {
 			t.Errorf("artifactstore %s --help: exit %d, no exit codes:\n%s%s", strings.Join(p, " "), code, out, errOut)
 		}

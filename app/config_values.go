@@ -66,6 +66,9 @@ func ParseDuration(s string) (time.Duration, error) {
 		if !ok {
 			continue
 		}
+		if n > int64(math.MaxInt64/u.d) || total > math.MaxInt64-time.Duration(n)*u.d {
+			return 0, fmt.Errorf("%q is too long a duration", s)
+		}
 		total += time.Duration(n) * u.d
 		rest = after
 	}
@@ -74,6 +77,9 @@ func ParseDuration(s string) (time.Duration, error) {
 	}
 	d, err := time.ParseDuration(rest)
 	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration: write e.g. 30s, 15m, 24h or 7d", s)
+	}
+	if total > 0 && (d < 0 || d > math.MaxInt64-total) {
 		return 0, fmt.Errorf("%q is not a duration: write e.g. 30s, 15m, 24h or 7d", s)
 	}
 	return total + d, nil

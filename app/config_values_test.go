@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -34,7 +35,7 @@ func TestParseDuration(t *testing.T) {
 			t.Errorf("ParseDuration(%q) = %s, %v; want %s", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"30", "1.5", "d", "7dd", "soon", "1h7d"} {
+	for _, in := range []string{"30", "1.5", "d", "7dd", "soon", "1h7d", "99999999999999d", "106751d23h47m17s"} {
 		if got, err := ParseDuration(in); err == nil {
 			t.Errorf("ParseDuration(%q) = %s, want an error", in, got)
 		}
@@ -129,4 +130,27 @@ func TestConfigErrorsNameTheSource(t *testing.T) {
 	if code != 2 || !strings.Contains(errOut, "did you mean server.listen?") || !strings.Contains(errOut, "line 3") {
 		t.Fatalf("config check: exit %d %s", code, errOut)
 	}
+}
+
+// FuzzConfigValues: the size and duration parsers never panic, never
+// return a negative size, and read back what they print.
+func FuzzConfigValues(f *testing.F) {
+	for _, s := range []string{"10GiB", "64 MiB", "1.5GB", "7d12h", "2w", "90s", "0", "-1h", "99999999999999d", "1e3"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if n, err := ParseSize(s); err == nil {
+			if n < 0 {
+				t.Fatalf("ParseSize(%q) = %d", s, n)
+			}
+			if back, err := ParseSize(strconv.FormatInt(n, 10)); err != nil || back != n {
+				t.Fatalf("ParseSize(%q) = %d does not read back: %d %v", s, n, back, err)
+			}
+		}
+		if d, err := ParseDuration(s); err == nil {
+			if back, err := ParseDuration(d.String()); err != nil || back != d {
+				t.Fatalf("ParseDuration(%q) = %s does not read back: %s %v", s, d, back, err)
+			}
+		}
+	})
 }

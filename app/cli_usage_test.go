@@ -1,10 +1,12 @@
 package app
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/urfave/cli/v2"
 )
@@ -173,5 +175,27 @@ func TestConflictNamesTheDifference(t *testing.T) {
 	os.WriteFile(filepath.Join(src, "b.txt"), []byte("TWO"), 0o644)
 	if code, errOut := push("release"); code != 1 || !strings.Contains(errOut, "file b.txt: sha256 stored sha256:") {
 		t.Fatalf("conflict on a file: exit %d %s", code, errOut)
+	}
+}
+
+// TestTokenExpiresTakesDays: --expires reads durations as the config does.
+func TestTokenExpiresTakesDays(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfg, []byte(strings.ReplaceAll(localConfig, "@DIR@", dir)), 0o600)
+	code, _, errOut := runCLIEnv(t, nil, "token", "create", "--config", cfg, "--name", "x", "--scope", "read", "--expires", "30")
+	if code != 2 || !strings.Contains(errOut, `--expires "30" is not a positive duration`) {
+		t.Fatalf("--expires 30: exit %d %s", code, errOut)
+	}
+	code, out, errOut := runCLIEnv(t, nil, "token", "create", "--config", cfg, "--name", "x", "--scope", "read", "--expires", "30d", "--json")
+	if code != 0 {
+		t.Fatalf("--expires 30d: exit %d %s", code, errOut)
+	}
+	var tc tokenCreated
+	if err := json.Unmarshal([]byte(out), &tc); err != nil || tc.Record.ExpiresAt == nil {
+		t.Fatalf("token create --json: %s (%v)", out, err)
+	}
+	if d := time.Until(*tc.Record.ExpiresAt); d < 29*24*time.Hour || d > 31*24*time.Hour {
+		t.Fatalf("token expires in %s, want 30 days", d)
 	}
 }

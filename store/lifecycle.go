@@ -793,3 +793,35 @@ func checkPackageRefs(tx *bolt.Tx, add func(kind, subject, format string, args .
 		return nil
 	})
 }
+
+// HoldLeases records that holder (a repair or a migration, by an id that
+// is not an upload session's) reads or writes the objects: garbage
+// collection neither removes their locations nor deletes them while the
+// lease is held. Take it under the registry's key locks of the objects
+// (as upload sessions record their refs), before the first byte is
+// written, on the source and the target backend. Leases survive a crash:
+// the holder releases them when it finishes, gives up or resumes.
+func (s *Store) HoldLeases(ctx context.Context, holder string, refs []Ref) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketUploadRefs)
+		for _, r := range refs {
+			if err := b.Put(joinKey(r.Backend, r.Digest, holder), nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// ReleaseLeases drops the leases holder took on refs.
+func (s *Store) ReleaseLeases(ctx context.Context, holder string, refs []Ref) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketUploadRefs)
+		for _, r := range refs {
+			if err := b.Delete(joinKey(r.Backend, r.Digest, holder)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"time"
@@ -164,7 +165,8 @@ func (s *Store) FailedLocations(ctx context.Context, limit int) ([]Location, int
 	return out, total, err
 }
 
-// StagedOn returns the digests open upload sessions stage on backend;
+// StagedOn returns the digests open upload sessions stage (or leases
+// hold) on backend and those garbage collection is deleting (gc intents);
 // verification does not report them as orphans.
 func (s *Store) StagedOn(ctx context.Context, backend string) (map[string]bool, error) {
 	out := map[string]bool{}
@@ -179,6 +181,10 @@ func (s *Store) StagedOn(ctx context.Context, backend string) (map[string]bool, 
 					break
 				}
 			}
+		}
+		c = tx.Bucket(bucketGCIntents).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			out[string(k[len(prefix):])] = true
 		}
 		return nil
 	})

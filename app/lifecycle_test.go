@@ -508,3 +508,54 @@ func fileDigest(t testing.TB, r io.Reader) string {
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil))
 }
+
+// TestScheduledRetentionAndGC: the service applies retention and collects
+// garbage on its own schedule, and /v1/health and /metrics report the runs.
+func TestScheduledRetentionAndGC(t *testing.T) {
+	env := startService(t, "data_dir: @DIR@/data\nretention:\n  interval: 1s\n  classes:\n    ci:\n      keep_last: 1\ngc:\n  interval: 1s\n")
+	ctx := ctxT(t)
+	v1 := map[string][]byte{"f": randBytes(21, 600)}
+	v2 := map[string][]byte{"f": randBytes(22, 700)}
+	publish(t, env.c, manifestOf("sched", "1", "ci", "ci", v1), v1)
+	publish(t, env.c, manifestOf("sched", "2", "ci", "ci", v2), v2)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := env.c.GetPackage(ctx, "sched", "1")
+		_, stored := objectsOn(t, env.svc.Backends["local"])[shaDigest(v1["f"])]
+		if client.Code(err) == "not_found" && !stored {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the schedule did not apply retention and gc within 30s: get %v, content stored %v", err, stored)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	var doc struct {
+		Backends []struct {
+			ID      string `json:"id"`
+			Objects int64  `json:"objects"`
+			Bytes   int64  `json:"bytes"`
+		} `json:"backends"`
+		Lifecycle struct {
+			LastGC        *lifecycle.GCReport        `json:"last_gc"`
+			LastRetention *lifecycle.RetentionReport `json:"last_retention"`
+		} `json:"lifecycle"`
+	}
+	resp, body := get(t, env.c, "/v1/health", nil)
+	if resp.StatusCode != 200 || json.Unmarshal(body, &doc) != nil {
+		t.Fatalf("health: %d %s", resp.StatusCode, body)
+	}
+	if doc.Lifecycle.LastGC == nil || doc.Lifecycle.LastRetention == nil || doc.Lifecycle.LastRetention.DeletedCount+doc.Lifecycle.LastRetention.Kept == 0 {
+		t.Fatalf("health lacks the lifecycle runs: %s", body)
+	}
+	if len(doc.Backends) != 1 || doc.Backends[0].Objects != 1 || doc.Backends[0].Bytes != 700 {
+		t.Fatalf("health objects and bytes per backend: %+v", doc.Backends)
+	}
+	_, metrics := get(t, env.c, "/metrics", nil)
+	for _, m := range []string{`artifactstore_lifecycle_runs_total{kind="gc",result="ok"}`, `artifactstore_gc_deleted_objects_total{backend="local"} 1`,
+		`artifactstore_packages_deleted_total{by="retention"} 1`, `artifactstore_gc_reclaimable_bytes{backend="local"} 0`} {
+		if !strings.Contains(string(metrics), m) {
+			t.Errorf("/metrics lacks %s", m)
+		}
+	}
+}

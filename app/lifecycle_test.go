@@ -452,7 +452,8 @@ func TestEventPruning(t *testing.T) {
 		t.Fatal(err)
 	}
 	evs, _ := env.c.Events(ctx, 0, 100)
-	if len(evs) != 3 { // location_created, package.created, location_verified
+	// location_created, package.created, location_verified, run_completed
+	if len(evs) != 4 || evs[3].Type != store.EventVerificationRunCompleted {
 		t.Fatalf("events before pruning: %d", len(evs))
 	}
 	prune := func(after time.Duration, floor uint64) *lifecycle.PruneReport {
@@ -474,8 +475,9 @@ func TestEventPruning(t *testing.T) {
 		t.Fatalf("prune at +4d: %+v", rep)
 	}
 	evs, err := env.c.Events(ctx, 0, 100)
-	// location_created, package.created and the pruning run's summary.
-	if err != nil || len(evs) != 3 || evs[1].Type != store.EventPackageCreated || evs[2].Type != lifecycle.EventEventsPruned {
+	// location_created, package.created, the verification run's and the
+	// pruning run's summaries.
+	if err != nil || len(evs) != 4 || evs[1].Type != store.EventPackageCreated || evs[2].Type != store.EventVerificationRunCompleted || evs[3].Type != lifecycle.EventEventsPruned {
 		t.Fatalf("events after pruning verification: %v %+v", err, evs)
 	}
 	// 31 days on, but a consumer (a webhook subscription) still needs seq
@@ -494,9 +496,13 @@ func TestEventPruning(t *testing.T) {
 		!strings.Contains(ce.Message, fmt.Sprintf("the oldest available is seq %d", rep.Horizon)) {
 		t.Fatalf("GET /v1/events?after=0 after pruning: %v, want 410 events_pruned naming seq %d", err, rep.Horizon)
 	}
-	// Resuming from the horizon works.
+	// Resuming from the horizon works; the run summaries (kept a year)
+	// are still in the database below it.
 	if _, err := env.c.Events(ctx, rep.Horizon-1, 100); err != nil {
 		t.Fatalf("events from the horizon: %v", err)
+	}
+	if n, _, _ := env.svc.Store.EventBytes(ctx); n != 4 {
+		t.Fatalf("%d events left after pruning at +31d, want the 4 run summaries", n)
 	}
 }
 

@@ -21,7 +21,17 @@ const (
 	// EventLocationFailed is emitted in addition to location_verified for
 	// every failed verdict, so consumers can subscribe to failures alone.
 	EventLocationFailed = "v1.storage.location_failed"
+	// EventVerificationRunCompleted is the summary of a finished run (kept
+	// longer than the verdicts by event retention).
+	EventVerificationRunCompleted = "v1.verification.run_completed"
 )
+
+// VerificationFinished appends the summary event of a finished run.
+func (s *Store) VerificationFinished(ctx context.Context, run RunSummary) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return s.appendEvent(tx, EventVerificationRunCompleted, run.Backend+"/"+run.Mode, run)
+	})
+}
 
 // Verdict is the outcome of verifying one location.
 type Verdict struct {

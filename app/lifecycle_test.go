@@ -504,6 +504,18 @@ func TestEventPruning(t *testing.T) {
 	if n, _, _ := env.svc.Store.EventBytes(ctx); n != 4 {
 		t.Fatalf("%d events left after pruning at +31d, want the 4 run summaries", n)
 	}
+	// The summaries below the horizon are read with a type filter.
+	var page struct {
+		Events []store.Event `json:"events"`
+		Next   uint64        `json:"next_after"`
+	}
+	resp, body := get(t, env.c, "/v1/events?after=0&type="+store.EventVerificationRunCompleted+"&type="+lifecycle.EventEventsPruned, nil)
+	if resp.StatusCode != 200 || json.Unmarshal(body, &page) != nil || len(page.Events) != 4 || page.Next != page.Events[3].Seq {
+		t.Fatalf("summaries by type below the horizon: %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := get(t, env.c, "/v1/events?after=0&type="+store.EventPackageCreated, nil); resp.StatusCode != http.StatusGone {
+		t.Fatalf("pruned non-summary type: %d, want 410", resp.StatusCode)
+	}
 }
 
 // fileDigest hashes a file (byte-exact checks).

@@ -234,3 +234,60 @@ func TestGCRaceWithPublishes(t *testing.T) {
 		t.Fatalf("deleted package still there: %v", err)
 	}
 }
+
+// TestPublishDuringGCKeepsOrUploadsAgain places a publish that reuses
+// collected content at the two moments that matter: after gc decided (the
+// location is gone, the object still there) and after gc deleted the
+// object. Either the object is kept (the delete is called off) or the
+// publish uploads it again; the package reads back in both cases.
+func TestPublishDuringGCKeepsOrUploadsAgain(t *testing.T) {
+	for _, at := range []string{"gc.condemned", "gc.intents_dropped"} {
+		t.Run(at, func(t *testing.T) {
+			svc := newRig(t, nil)
+			ctx := ctxT(t)
+			content := map[string][]byte{"a.bin": randBytes(31, 1234)}
+			if _, err := regPublish(ctx, svc.Registry, "old", "1", content); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := svc.Lifecycle.DeletePackage(ctx, "old", "1", store.Deletion{Reason: "test", By: "test"}); err != nil {
+				t.Fatal(err)
+			}
+			var uploaded bool
+			var pubErr error
+			done := false
+			m := lifecycle.New(svc.Store, svc.Backends, svc.Registry, lifecycle.Options{Step: func(p string) {
+				if p == at && !done {
+					done = true
+					uploaded, pubErr = regPublish(ctx, svc.Registry, "new", "1", content)
+				}
+			}})
+			rep, err := m.GC(ctx, lifecycle.GCOptions{})
+			if err != nil || pubErr != nil || !done {
+				t.Fatalf("gc %v, publish at %s: %v (step reached: %v)", err, at, pubErr, done)
+			}
+			if !uploaded {
+				t.Fatalf("publish after gc removed the location did not upload the content")
+			}
+			switch at {
+			case "gc.condemned": // decided, not deleted: the delete is called off
+				if rep.Cancelled != 1 || rep.Backends["local"].Objects != 0 {
+					t.Fatalf("gc report %+v %+v: want the delete called off", rep, rep.Backends["local"])
+				}
+			default: // deleted: the publish wrote it again
+				if rep.Backends["local"].Objects != 1 {
+					t.Fatalf("gc report %+v", rep.Backends["local"])
+				}
+			}
+			if err := readsBack(ctx, svc.Registry, "new", "1", content); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := svc.Lifecycle.GC(ctx, lifecycle.GCOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if err := readsBack(ctx, svc.Registry, "new", "1", content); err != nil {
+				t.Fatalf("after a second gc: %v", err)
+			}
+			assertConsistent(t, svc)
+		})
+	}
+}

@@ -452,7 +452,8 @@ func TestEventPruning(t *testing.T) {
 		t.Fatal(err)
 	}
 	evs, _ := env.c.Events(ctx, 0, 100)
-	if len(evs) != 3 { // location_created, package.created, location_verified
+	// location_created, package.created, location_verified, run_completed
+	if len(evs) != 4 || evs[3].Type != store.EventVerificationRunCompleted {
 		t.Fatalf("events before pruning: %d", len(evs))
 	}
 	prune := func(after time.Duration, floor uint64) *lifecycle.PruneReport {
@@ -474,8 +475,9 @@ func TestEventPruning(t *testing.T) {
 		t.Fatalf("prune at +4d: %+v", rep)
 	}
 	evs, err := env.c.Events(ctx, 0, 100)
-	// location_created, package.created and the pruning run's summary.
-	if err != nil || len(evs) != 3 || evs[1].Type != store.EventPackageCreated || evs[2].Type != lifecycle.EventEventsPruned {
+	// location_created, package.created, the verification run's and the
+	// pruning run's summaries.
+	if err != nil || len(evs) != 4 || evs[1].Type != store.EventPackageCreated || evs[2].Type != store.EventVerificationRunCompleted || evs[3].Type != lifecycle.EventEventsPruned {
 		t.Fatalf("events after pruning verification: %v %+v", err, evs)
 	}
 	// 31 days on, but a consumer (a webhook subscription) still needs seq
@@ -494,9 +496,25 @@ func TestEventPruning(t *testing.T) {
 		!strings.Contains(ce.Message, fmt.Sprintf("the oldest available is seq %d", rep.Horizon)) {
 		t.Fatalf("GET /v1/events?after=0 after pruning: %v, want 410 events_pruned naming seq %d", err, rep.Horizon)
 	}
-	// Resuming from the horizon works.
+	// Resuming from the horizon works; the run summaries (kept a year)
+	// are still in the database below it.
 	if _, err := env.c.Events(ctx, rep.Horizon-1, 100); err != nil {
 		t.Fatalf("events from the horizon: %v", err)
+	}
+	if n, _, _ := env.svc.Store.EventBytes(ctx); n != 4 {
+		t.Fatalf("%d events left after pruning at +31d, want the 4 run summaries", n)
+	}
+	// The summaries below the horizon are read with a type filter.
+	var page struct {
+		Events []store.Event `json:"events"`
+		Next   uint64        `json:"next_after"`
+	}
+	resp, body := get(t, env.c, "/v1/events?after=0&type="+store.EventVerificationRunCompleted+"&type="+lifecycle.EventEventsPruned, nil)
+	if resp.StatusCode != 200 || json.Unmarshal(body, &page) != nil || len(page.Events) != 4 || page.Next != page.Events[3].Seq {
+		t.Fatalf("summaries by type below the horizon: %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := get(t, env.c, "/v1/events?after=0&type="+store.EventPackageCreated, nil); resp.StatusCode != http.StatusGone {
+		t.Fatalf("pruned non-summary type: %d, want 410", resp.StatusCode)
 	}
 }
 
@@ -507,4 +525,55 @@ func fileDigest(t testing.TB, r io.Reader) string {
 		t.Fatal(err)
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil))
+}
+
+// TestScheduledRetentionAndGC: the service applies retention and collects
+// garbage on its own schedule, and /v1/health and /metrics report the runs.
+func TestScheduledRetentionAndGC(t *testing.T) {
+	env := startService(t, "data_dir: @DIR@/data\nretention:\n  interval: 1s\n  classes:\n    ci:\n      keep_last: 1\ngc:\n  interval: 1s\n")
+	ctx := ctxT(t)
+	v1 := map[string][]byte{"f": randBytes(21, 600)}
+	v2 := map[string][]byte{"f": randBytes(22, 700)}
+	publish(t, env.c, manifestOf("sched", "1", "ci", "ci", v1), v1)
+	publish(t, env.c, manifestOf("sched", "2", "ci", "ci", v2), v2)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := env.c.GetPackage(ctx, "sched", "1")
+		_, stored := objectsOn(t, env.svc.Backends["local"])[shaDigest(v1["f"])]
+		if client.Code(err) == "not_found" && !stored {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the schedule did not apply retention and gc within 30s: get %v, content stored %v", err, stored)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	var doc struct {
+		Backends []struct {
+			ID      string `json:"id"`
+			Objects int64  `json:"objects"`
+			Bytes   int64  `json:"bytes"`
+		} `json:"backends"`
+		Lifecycle struct {
+			LastGC        *lifecycle.GCReport        `json:"last_gc"`
+			LastRetention *lifecycle.RetentionReport `json:"last_retention"`
+		} `json:"lifecycle"`
+	}
+	resp, body := get(t, env.c, "/v1/health", nil)
+	if resp.StatusCode != 200 || json.Unmarshal(body, &doc) != nil {
+		t.Fatalf("health: %d %s", resp.StatusCode, body)
+	}
+	if doc.Lifecycle.LastGC == nil || doc.Lifecycle.LastRetention == nil || doc.Lifecycle.LastRetention.DeletedCount+doc.Lifecycle.LastRetention.Kept == 0 {
+		t.Fatalf("health lacks the lifecycle runs: %s", body)
+	}
+	if len(doc.Backends) != 1 || doc.Backends[0].Objects != 1 || doc.Backends[0].Bytes != 700 {
+		t.Fatalf("health objects and bytes per backend: %+v", doc.Backends)
+	}
+	_, metrics := get(t, env.c, "/metrics", nil)
+	for _, m := range []string{`artifactstore_lifecycle_runs_total{kind="gc",result="ok"}`, `artifactstore_gc_deleted_objects_total{backend="local"} 1`,
+		`artifactstore_packages_deleted_total{by="retention"} 1`, `artifactstore_gc_reclaimable_bytes{backend="local"} 0`} {
+		if !strings.Contains(string(metrics), m) {
+			t.Errorf("/metrics lacks %s", m)
+		}
+	}
 }

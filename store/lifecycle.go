@@ -796,3 +796,91 @@ func checkPackageRefs(tx *bolt.Tx, add func(kind, subject, format string, args .
 		return nil
 	})
 }
+
+// HoldLeases records that holder (a repair or a migration, by an id that
+// is not an upload session's) reads or writes the objects: garbage
+// collection neither removes their locations nor deletes them while the
+// lease is held. Take it under the registry's key locks of the objects
+// (as upload sessions record their refs), before the first byte is
+// written, on the source and the target backend. Leases survive a crash:
+// the holder releases them when it finishes, gives up or resumes.
+func (s *Store) HoldLeases(ctx context.Context, holder string, refs []Ref) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketUploadRefs)
+		for _, r := range refs {
+			if err := b.Put(joinKey(r.Backend, r.Digest, holder), nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// ReleaseLeases drops the leases holder took on refs.
+func (s *Store) ReleaseLeases(ctx context.Context, holder string, refs []Ref) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketUploadRefs)
+		for _, r := range refs {
+			if err := b.Delete(joinKey(r.Backend, r.Digest, holder)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// IsSummaryEvent reports whether an event type is a run summary
+// (v1.lifecycle.*, v1.verification.run_completed): event retention keeps
+// those longer than the rest, below the horizon.
+func IsSummaryEvent(typ string) bool {
+	return strings.HasPrefix(typ, "v1.lifecycle.") || typ == EventVerificationRunCompleted
+}
+
+// maxTypeScan bounds the events one EventsOfTypes call looks at.
+const maxTypeScan = 100000
+
+// EventsOfTypes returns up to limit events of the given types with seq >
+// after, looking at no more than 100,000 events; next is the last
+// sequence it looked at (continue with after=next). Asking for events
+// before the horizon fails with ErrEventsPruned unless every type asked
+// for is a run summary (kept longer, below the horizon).
+func (s *Store) EventsOfTypes(ctx context.Context, after uint64, limit int, types []string) (evs []Event, next uint64, err error) {
+	want := map[string]bool{}
+	summaries := true
+	for _, t := range types {
+		want[t] = true
+		summaries = summaries && IsSummaryEvent(t)
+	}
+	next = after
+	if after == ^uint64(0) {
+		return nil, next, nil
+	}
+	err = s.db.View(func(tx *bolt.Tx) error {
+		if h := eventHorizon(tx); after+1 < h && !summaries {
+			return fmt.Errorf("%w: events after seq %d up to %d were removed by event retention; the oldest available is seq %d (resume with after=%d)",
+				ErrEventsPruned, after, h-1, h, h-1)
+		}
+		c := tx.Bucket(bucketEvents).Cursor()
+		scanned := 0
+		for k, v := c.Seek(u64(after + 1)); k != nil && len(evs) < limit && scanned < maxTypeScan; k, v = c.Next() {
+			if len(k) != 8 {
+				continue
+			}
+			scanned++
+			next = binary.BigEndian.Uint64(k)
+			var head struct {
+				Type string `json:"type"`
+			}
+			if len(v) == 0 || v[0] != encodingV1 || json.Unmarshal(v[1:], &head) != nil || !want[head.Type] {
+				continue
+			}
+			var e Event
+			if err := decode(v, &e); err != nil {
+				return fmt.Errorf("event %d: %w", next, err)
+			}
+			evs = append(evs, e)
+		}
+		return nil
+	})
+	return evs, next, err
+}

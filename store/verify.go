@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"time"
@@ -20,7 +21,17 @@ const (
 	// EventLocationFailed is emitted in addition to location_verified for
 	// every failed verdict, so consumers can subscribe to failures alone.
 	EventLocationFailed = "v1.storage.location_failed"
+	// EventVerificationRunCompleted is the summary of a finished run (kept
+	// longer than the verdicts by event retention).
+	EventVerificationRunCompleted = "v1.verification.run_completed"
 )
+
+// VerificationFinished appends the summary event of a finished run.
+func (s *Store) VerificationFinished(ctx context.Context, run RunSummary) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return s.appendEvent(tx, EventVerificationRunCompleted, run.Backend+"/"+run.Mode, run)
+	})
+}
 
 // Verdict is the outcome of verifying one location.
 type Verdict struct {
@@ -164,7 +175,8 @@ func (s *Store) FailedLocations(ctx context.Context, limit int) ([]Location, int
 	return out, total, err
 }
 
-// StagedOn returns the digests open upload sessions stage on backend;
+// StagedOn returns the digests open upload sessions stage (or leases
+// hold) on backend and those garbage collection is deleting (gc intents);
 // verification does not report them as orphans.
 func (s *Store) StagedOn(ctx context.Context, backend string) (map[string]bool, error) {
 	out := map[string]bool{}
@@ -179,6 +191,10 @@ func (s *Store) StagedOn(ctx context.Context, backend string) (map[string]bool, 
 					break
 				}
 			}
+		}
+		c = tx.Bucket(bucketGCIntents).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			out[string(k[len(prefix):])] = true
 		}
 		return nil
 	})

@@ -633,14 +633,19 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	evs, err := s.reg.Store().Events(r.Context(), after, limit)
+	var evs []store.Event
+	next := after
+	if types := r.URL.Query()["type"]; len(types) > 0 {
+		evs, next, err = s.reg.Store().EventsOfTypes(r.Context(), after, limit, types)
+	} else {
+		evs, err = s.reg.Store().Events(r.Context(), after, limit)
+		if len(evs) > 0 {
+			next = evs[len(evs)-1].Seq
+		}
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
-	}
-	next := after
-	if len(evs) > 0 {
-		next = evs[len(evs)-1].Seq
 	}
 	if evs == nil {
 		evs = []store.Event{}

@@ -23,10 +23,11 @@ func (p EventPolicy) Retention(now time.Time, floor uint64) store.EventRetention
 		Now:    now,
 		MaxAge: p.MaxAge,
 		Ages: map[string]time.Duration{
-			store.EventLocationVerified: p.VerificationMaxAge,
-			EventGCCompleted:            p.SummaryMaxAge,
-			EventRetentionCompleted:     p.SummaryMaxAge,
-			EventEventsPruned:           p.SummaryMaxAge,
+			store.EventLocationVerified:         p.VerificationMaxAge,
+			store.EventVerificationRunCompleted: p.SummaryMaxAge,
+			EventGCCompleted:                    p.SummaryMaxAge,
+			EventRetentionCompleted:             p.SummaryMaxAge,
+			EventEventsPruned:                   p.SummaryMaxAge,
 		},
 		KeepFrom: floor,
 	}

@@ -37,6 +37,9 @@ type RetentionReport struct {
 	Error string    `json:"error,omitempty"`
 }
 
+// maxListed bounds the deletions a recorded retention run lists.
+const maxListed = 1000
+
 // retentionBatch bounds the packages deleted per write transaction.
 const retentionBatch = 100
 
@@ -132,7 +135,13 @@ func (m *Manager) ApplyRetention(ctx context.Context, dryRun bool) (*RetentionRe
 		return rep, err
 	}
 	m.opts.Metrics.retentionRun(rep, err)
-	if rerr := m.store.RecordLifecycleRun(context.WithoutCancel(ctx), store.RunRetention, EventRetentionCompleted, rep); rerr != nil && err == nil {
+	// The record and its event list at most maxListed deletions (each
+	// has its own v1.package.deleted event); DeletedCount has them all.
+	rec := *rep
+	if len(rec.Deleted) > maxListed {
+		rec.Deleted = rec.Deleted[:maxListed]
+	}
+	if rerr := m.store.RecordLifecycleRun(context.WithoutCancel(ctx), store.RunRetention, EventRetentionCompleted, &rec); rerr != nil && err == nil {
 		err = rerr
 	}
 	m.log.Info("retention applied", "run_id", rep.RunID, "deleted", rep.DeletedCount, "kept", rep.Kept, "err", err)

@@ -157,6 +157,9 @@ func (e *Engine) Run(ctx context.Context, backendID, mode string, hooks Hooks) (
 		}
 	})
 	e.opts.Metrics.finished(&run, time.Since(start))
+	if serr == nil {
+		serr = e.store.VerificationFinished(context.WithoutCancel(ctx), run)
+	}
 	if serr != nil {
 		return rep, serr
 	}

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"artifactstore/backends/s3"
+	"artifactstore/internal/webhook"
 )
 
 // credentialRef is one credential reference of the config.
@@ -18,14 +19,15 @@ type credentialRef struct {
 // and keeps no value. The first that does not resolve is a ConfigError
 // naming its key.
 func resolveCredentials(cfg *Config, env Env) ([]credentialRef, error) {
-	res := s3.Resolver{LookupEnv: func(name string) (string, bool) {
+	lookup := func(name string) (string, bool) {
 		for _, kv := range env.Environ {
 			if v, ok := strings.CutPrefix(kv, name+"="); ok {
 				return v, true
 			}
 		}
 		return "", false
-	}}
+	}
+	res := s3.Resolver{LookupEnv: lookup}
 	ids := make([]string, 0, len(cfg.Backends))
 	for id := range cfg.Backends {
 		ids = append(ids, id)
@@ -46,6 +48,19 @@ func resolveCredentials(cfg *Config, env Env) ([]credentialRef, error) {
 			}
 			refs = append(refs, r)
 		}
+	}
+	hooks := webhook.Resolver{LookupEnv: lookup}
+	subs := make([]string, 0, len(cfg.Webhooks.Subscriptions))
+	for id := range cfg.Webhooks.Subscriptions {
+		subs = append(subs, id)
+	}
+	sort.Strings(subs)
+	for _, id := range subs {
+		r := credentialRef{"webhooks.subscriptions." + id + ".secret", cfg.Webhooks.Subscriptions[id].Secret}
+		if _, err := hooks.Resolve(r.ref); err != nil {
+			return nil, &ConfigError{Key: r.key, Msg: err.Error()}
+		}
+		refs = append(refs, r)
 	}
 	return refs, nil
 }

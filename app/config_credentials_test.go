@@ -23,8 +23,13 @@ backends:
     secret_key_ref: file:`+secretFile+`
 routing:
   default: rgw
+webhooks:
+  subscriptions:
+    ci:
+      url: http://127.0.0.1:1/hook
+      secret: env:HOOK_SECRET_TEST
 `), 0o600)
-	const access, secret = "access-value-91c2", "secret-value-5d7e"
+	const access, secret, hook = "access-value-91c2", "secret-value-5d7e", "hook-secret-value-0123456789"
 	for _, tc := range []struct {
 		name    string
 		environ []string
@@ -34,6 +39,7 @@ routing:
 		{"unset variable", nil, true, "backends.rgw.access_key_ref: credential reference env:RGW_ACCESS_TEST: environment variable RGW_ACCESS_TEST is not set"},
 		{"empty variable", []string{"RGW_ACCESS_TEST="}, true, "backends.rgw.access_key_ref"},
 		{"missing file", []string{"RGW_ACCESS_TEST=" + access}, false, "backends.rgw.secret_key_ref: credential reference file:" + secretFile + ": cannot read the file"},
+		{"unset webhook secret", []string{"RGW_ACCESS_TEST=" + access}, true, "webhooks.subscriptions.ci.secret: secret env:HOOK_SECRET_TEST"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			os.Remove(secretFile)
@@ -44,17 +50,18 @@ routing:
 			if code != 2 || !strings.Contains(errOut, tc.want) {
 				t.Fatalf("exit %d, stderr %q, want %q", code, errOut, tc.want)
 			}
-			if strings.Contains(out+errOut, access) || strings.Contains(out+errOut, secret) {
+			if strings.Contains(out+errOut, access) || strings.Contains(out+errOut, secret) || strings.Contains(out+errOut, hook) {
 				t.Fatalf("config check printed a credential value")
 			}
 		})
 	}
 	os.WriteFile(secretFile, []byte(secret+"\n"), 0o600)
-	code, out, errOut := runCLIEnv(t, []string{"RGW_ACCESS_TEST=" + access}, "config", "check", "--config", cfg)
-	if code != 0 || !strings.Contains(out, "backends.rgw.secret_key_ref: file:"+secretFile+" resolves") {
+	code, out, errOut := runCLIEnv(t, []string{"RGW_ACCESS_TEST=" + access, "HOOK_SECRET_TEST=" + hook}, "config", "check", "--config", cfg)
+	if code != 0 || !strings.Contains(out, "backends.rgw.secret_key_ref: file:"+secretFile+" resolves") ||
+		!strings.Contains(out, "webhooks.subscriptions.ci.secret: env:HOOK_SECRET_TEST resolves") {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 	}
-	if strings.Contains(out+errOut, access) || strings.Contains(out+errOut, secret) {
+	if strings.Contains(out+errOut, access) || strings.Contains(out+errOut, secret) || strings.Contains(out+errOut, hook) {
 		t.Fatalf("config check printed a credential value:\n%s", out)
 	}
 }

@@ -68,6 +68,18 @@ func TestEventPruningKeepsWhatWebhooksNeed(t *testing.T) {
 	if rep, err = env.svc.Lifecycle.PruneEvents(ctx); err != nil || rep.Deleted == 0 {
 		t.Fatalf("pruning past max_hold deleted %d, %v", rep.Deleted, err)
 	}
+	// The live stream refuses a start whose events are gone, like GET /v1/events.
+	req, _ := http.NewRequest(http.MethodGet, env.url+"/v1/events/stream", nil)
+	req.Header.Set("Authorization", "Bearer "+env.token)
+	req.Header.Set("Last-Event-ID", "0")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusGone {
+		t.Fatalf("stream from a pruned start: %d, want 410", resp.StatusCode)
+	}
 	rcv := &hookReceiver{}
 	var rln net.Listener
 	waitUntil(t, 5*time.Second, "the receiver port", func() bool {

@@ -38,6 +38,9 @@ type Store interface {
 	EventNotify() <-chan struct{}
 	// LastEventSeq is the sequence of the newest event ever appended.
 	LastEventSeq(ctx context.Context) (uint64, error)
+	// EventHorizon is the oldest sequence still in the log (event
+	// retention removed everything before it).
+	EventHorizon(ctx context.Context) (uint64, error)
 	CreateSubscription(ctx context.Context, sub store.Subscription, fromNow bool) (*store.Subscription, error)
 	SyncConfigSubscriptions(ctx context.Context, want []store.Subscription) ([]string, error)
 	Subscriptions(ctx context.Context) ([]store.Subscription, error)

@@ -145,22 +145,12 @@ func (w *worker) deliver(ctx context.Context, ev *store.Event) bool {
 	}
 }
 
-// horizoner is a store that prunes events: EventHorizon is the oldest
-// sequence still available.
-type horizoner interface {
-	EventHorizon(ctx context.Context) (uint64, error)
-}
-
 // skipPruned handles a read that failed because event retention removed
 // events after the cursor (the subscription did not hold pruning back,
 // see Manager.KeepFrom): the missing range is recorded as lost, loudly,
 // and delivery goes on from the oldest event still in the log.
 func (w *worker) skipPruned(ctx context.Context) bool {
-	h, ok := w.m.st.(horizoner)
-	if !ok {
-		return false
-	}
-	horizon, err := h.EventHorizon(ctx)
+	horizon, err := w.m.st.EventHorizon(ctx)
 	from := w.position() + 1
 	if err != nil || horizon <= from {
 		return false

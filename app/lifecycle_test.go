@@ -559,9 +559,18 @@ func TestScheduledRetentionAndGC(t *testing.T) {
 			LastRetention *lifecycle.RetentionReport `json:"last_retention"`
 		} `json:"lifecycle"`
 	}
-	resp, body := get(t, env.c, "/v1/health", nil)
-	if resp.StatusCode != 200 || json.Unmarshal(body, &doc) != nil {
-		t.Fatalf("health: %d %s", resp.StatusCode, body)
+	// The run records are written when each run ends: wait for them too.
+	var body []byte
+	for {
+		var resp *http.Response
+		resp, body = get(t, env.c, "/v1/health", nil)
+		if resp.StatusCode != 200 || json.Unmarshal(body, &doc) != nil {
+			t.Fatalf("health: %d %s", resp.StatusCode, body)
+		}
+		if (doc.Lifecycle.LastGC != nil && doc.Lifecycle.LastRetention != nil) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	if doc.Lifecycle.LastGC == nil || doc.Lifecycle.LastRetention == nil || doc.Lifecycle.LastRetention.DeletedCount+doc.Lifecycle.LastRetention.Kept == 0 {
 		t.Fatalf("health lacks the lifecycle runs: %s", body)

@@ -64,6 +64,10 @@ type VerifyConfig struct {
 	Deep ScheduleConfig `koanf:"deep" yaml:"deep"`
 	// Quick checks existence and size only.
 	Quick ScheduleConfig `koanf:"quick" yaml:"quick"`
+	// TrustedReadWindow: a full read of a location whose deep check matched
+	// less than this long ago skips hashing (sendfile for local files).
+	// 0 hashes every full read.
+	TrustedReadWindow time.Duration `koanf:"trusted_read_window" yaml:"trusted_read_window"`
 }
 
 // ScheduleConfig is one periodic verification; interval 0 disables it.
@@ -404,6 +408,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Verify.Concurrency < 1 || c.Verify.Concurrency > 64 {
 		return &ConfigError{Key: "verify.concurrency", Msg: "must be between 1 and 64"}
+	}
+	if c.Verify.TrustedReadWindow < 0 {
+		return &ConfigError{Key: "verify.trusted_read_window", Msg: "must not be negative (0 hashes every full read)"}
 	}
 	if c.Verify.BytesPerSecond < 0 {
 		return &ConfigError{Key: "verify.bytes_per_second", Msg: "must not be negative (0 means no cap)"}

@@ -125,6 +125,8 @@ func NewService(ctx context.Context, cfg *Config, log *slog.Logger) (*Service, e
 		SessionTTL: cfg.Server.UploadSessionTTL,
 		MaxFiles:   cfg.Server.MaxFilesPerPackage,
 		Logger:     log,
+
+		TrustVerifiedFor: cfg.Verify.TrustedReadWindow,
 	})
 	// No client of an earlier process can finish its upload session: the
 	// process that staged the bytes is gone. Drop them all, so a crash

@@ -230,6 +230,9 @@ type beginResponse struct {
 	UploadURL    string                `json:"upload_url,omitempty"`
 	CommitURL    string                `json:"commit_url,omitempty"`
 	Package      *packageJSON          `json:"package,omitempty"`
+	// Repair: the package exists, but content listed in needed failed
+	// verification on this backend; uploading it rewrites the objects.
+	Repair bool `json:"repair,omitempty"`
 }
 
 func (s *Server) begin(w http.ResponseWriter, r *http.Request) {
@@ -266,7 +269,7 @@ func (s *Server) begin(w http.ResponseWriter, r *http.Request) {
 	exp := res.Session.ExpiresAt
 	writeJSON(w, http.StatusCreated, beginResponse{
 		Status: "open", UploadID: id, ExpiresAt: &exp, Backend: res.Backend,
-		Needed: res.Needed, SkippedBytes: res.SkippedBytes,
+		Needed: res.Needed, SkippedBytes: res.SkippedBytes, Repair: res.Repair,
 		UploadURL: "/v1/uploads/" + id + "/blobs/{digest}",
 		CommitURL: "/v1/uploads/" + id + "/commit",
 	})

@@ -55,10 +55,11 @@ func (s *Service) health(ctx context.Context) (*healthDocument, error) {
 	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	down := s.Registry.Health(hctx)
 	cancel()
-	doc := &healthDocument{Status: "ok", FailedLocations: []verify.FailedLocation{}, FailedTotal: total}
-	for _, l := range failed {
-		doc.FailedLocations = append(doc.FailedLocations, verify.FailedLocation{Location: l, Action: verify.Advice(l)})
+	described, err := verify.Describe(ctx, s.Store, failed)
+	if err != nil {
+		return nil, err
 	}
+	doc := &healthDocument{Status: "ok", FailedLocations: described, FailedTotal: total}
 	if total > 0 {
 		doc.Action = "failed locations are never served; republish the packages holding their content (artifactstore push) or restore the objects from a copy, then run artifactstore verify; see docs/OPERATOR.md, \"Verification failed, what now\""
 	}

@@ -125,7 +125,7 @@ func TestQuickCheckNeverClearsMismatch(t *testing.T) {
 		}
 		if rep.ByVerdict["verified"] != 1 || rep.FailedTotal != 1 || len(rep.StillFailed) != 1 ||
 			rep.StillFailed[0].Digest != d.String() || rep.StillFailed[0].Status != store.StatusMismatch ||
-			!strings.Contains(rep.StillFailed[0].Action, "republish") {
+			!strings.Contains(rep.StillFailed[0].Action, "republish q@1") {
 			t.Fatalf("quick report: %s", out)
 		}
 		if l := locationOf(t, env, d, tg.name); l.Status != store.StatusMismatch {
@@ -185,7 +185,8 @@ func TestReadOfCorruptObjectBreaksTransfer(t *testing.T) {
 		var doc healthDocument
 		json.Unmarshal(hb, &doc)
 		if doc.Status != "degraded" || doc.FailedTotal != 1 || len(doc.FailedLocations) != 1 ||
-			doc.FailedLocations[0].Digest != d.String() || doc.FailedLocations[0].Action == "" || doc.Action == "" {
+			doc.FailedLocations[0].Digest != d.String() || !slices.Equal(doc.FailedLocations[0].Packages, []string{"r@1"}) ||
+			!strings.Contains(doc.FailedLocations[0].Action, "republish r@1") || doc.Action == "" {
 			t.Fatalf("health: %s", hb)
 		}
 		assertUnavailable(t, env, path, nil)

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -91,4 +92,40 @@ func putLocation(tx *bolt.Tx, l *Location) error {
 		return err
 	}
 	return tx.Bucket(bucketLocations).Put(joinKey(l.Digest, l.Backend), v)
+}
+
+// PackagesHolding returns, for each of digests, up to limit packages
+// ("name@version") that have a file with that content. It scans every
+// package, so callers use it for the few failed locations an operator
+// must act on, not on a hot path.
+func (s *Store) PackagesHolding(ctx context.Context, digests []string, limit int) (map[string][]string, error) {
+	out := map[string][]string{}
+	if len(digests) == 0 {
+		return out, nil
+	}
+	want := map[string]bool{}
+	for _, d := range digests {
+		want[d] = true
+	}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketPackages).ForEach(func(k, v []byte) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			var p Package
+			if err := decode(v, &p); err != nil {
+				return err
+			}
+			for _, f := range p.Files {
+				if want[f.Digest] && len(out[f.Digest]) < limit {
+					id := p.Name + "@" + p.Version
+					if !slices.Contains(out[f.Digest], id) {
+						out[f.Digest] = append(out[f.Digest], id)
+					}
+				}
+			}
+			return nil
+		})
+	})
+	return out, err
 }

@@ -409,12 +409,12 @@ func postForm(t *testing.T, env *testEnv, name, version, producer, class string,
 // TestConcurrentRepublishesRepair: 16 concurrent republishes of the same
 // corrupted content (staged protocol and form) while a deep verification
 // runs; afterwards the object is present and verifies and every location
-// is verified or stored. 50 trials on local, a few on each S3 server.
+// is verified or stored. 50 trials on local, 10 on each S3 server.
 func TestConcurrentRepublishesRepair(t *testing.T) {
 	forEachTarget(t, "", func(t *testing.T, tg integrityTarget) {
 		trials := 50
 		if tg.name != "local" {
-			trials = 3
+			trials = 10
 		}
 		env := startServiceFile(t, tg.cfgFile, nil)
 		b := env.svc.Backends[tg.name]

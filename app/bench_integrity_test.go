@@ -82,7 +82,7 @@ func benchVerifiedReads(t testing.TB, rep *benchReport, dir string, size int64, 
 	med := ratios[len(ratios)/2]
 	rep.add(benchRow{Name: "verified download, local (hashed vs sendfile)", Ours: fmt.Sprintf("%.0f MB/s", mbps(size, hs[len(hs)/2])),
 		Baseline: fmt.Sprintf("%.0f MB/s (same GET unhashed, sendfile: trusted_read_window)", mbps(size, ts[len(ts)/2])),
-		Ratio: fmt.Sprintf("%.2f", med), Target: "report", Verdict: "cost of verified reads",
+		Ratio:    fmt.Sprintf("%.2f", med), Target: "report", Verdict: "cost of verified reads",
 		Note: fmt.Sprintf("%d MiB, median of %d runs (ratios %.2f..%.2f), best of 3 GETs each", size>>20, runs, ratios[0], ratios[len(ratios)-1])})
 }
 

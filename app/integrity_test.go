@@ -503,3 +503,41 @@ func TestConcurrentRepublishesRepair(t *testing.T) {
 		assertConsistent(t, env.svc)
 	})
 }
+
+// TestTrustedReadWindow: with verify.trusted_read_window set, a location
+// deep-verified within the window is served unhashed (the documented
+// trade-off: bytes corrupted since are delivered), while a location that
+// was never deep-verified is still hashed and cut off.
+func TestTrustedReadWindow(t *testing.T) {
+	dir := t.TempDir()
+	objects := filepath.Join(dir, "objects")
+	env := startServiceFile(t, writeLocalConfig(t, dir, objects, verifyTestConfig+"  trusted_read_window: 1h\n"), nil)
+	a := map[string][]byte{"a.bin": randBytes(1701, 64<<10)}
+	b := map[string][]byte{"b.bin": randBytes(1702, 64<<10)}
+	publish(t, env.c, manifestOf("ta", "1", "ci", "release", a), a)
+	if _, err := env.svc.Verify.Run(ctxT(t), "local", store.ModeDeep, verify.Hooks{}); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, env.c, manifestOf("tb", "1", "ci", "release", b), b)
+	c := localCorrupter(objects)
+	c.flip(t, digest.FromBytes(a["a.bin"]))
+	c.flip(t, digest.FromBytes(b["b.bin"]))
+	// Inside the window: unhashed, the whole (corrupted) body arrives.
+	resp, body, err := getRaw(t, env, client.FilePath("ta", "1", "a.bin"), nil)
+	if resp.StatusCode != 200 || err != nil || len(body) != len(a["a.bin"]) || bytes.Equal(body, a["a.bin"]) {
+		t.Fatalf("trusted read: %d, %v, %d bytes", resp.StatusCode, err, len(body))
+	}
+	// Stored, never deep-verified: hashed, broken.
+	resp, body, err = getRaw(t, env, client.FilePath("tb", "1", "b.bin"), nil)
+	if resp.StatusCode != 200 || err == nil || len(body) >= len(b["b.bin"]) {
+		t.Fatalf("untrusted read: %d, %v, %d bytes", resp.StatusCode, err, len(body))
+	}
+	if l := locationOf(t, env, digest.FromBytes(b["b.bin"]), "local"); l.Status != store.StatusMismatch {
+		t.Fatalf("b: %s", l.Status)
+	}
+	// Negative windows are refused.
+	bad := writeLocalConfig(t, filepath.Join(dir, "bad"), objects, "verify:\n  trusted_read_window: -1s\n")
+	if _, err := LoadConfig(LoadOptions{File: bad}); err == nil || !strings.Contains(err.Error(), "verify.trusted_read_window") {
+		t.Fatalf("negative window: %v", err)
+	}
+}

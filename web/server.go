@@ -161,7 +161,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body := &countingBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: s.opts.BodyReadTimeout}
 	r.Body = body
 	s.metrics.inFlight.Inc()
-	s.mux.ServeHTTP(rw, r)
+	if !cleanPath(r.URL.Path) {
+		s.fail(rw, r, unknownPath(r))
+	} else {
+		s.mux.ServeHTTP(rw, r)
+	}
 	s.metrics.inFlight.Dec()
 	took := time.Since(start)
 	s.metrics.observe(r.Pattern, r.Method, rw.status, body.n, rw.n, took)

@@ -216,7 +216,7 @@ func (r *Registry) Begin(ctx context.Context, m *manifest.Manifest) (*BeginResul
 	var repair map[string]bool // failed content of an existing package
 	if existing, err := r.store.GetPackage(ctx, m.Name, m.Version); err == nil {
 		if !store.SamePackage(existing, &draft) {
-			return nil, fmt.Errorf("package %s@%s already exists with different content: %w", m.Name, m.Version, store.ErrConflict)
+			return nil, &store.ConflictError{Name: m.Name, Version: m.Version, Diff: store.PackageDiff(existing, &draft)}
 		}
 		var ds []string
 		for _, f := range draft.Files {

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -53,7 +52,10 @@ func (s *Service) adminRoutes() map[string]http.Handler {
 }
 
 // listenAdmin opens the admin socket, replacing a stale one. The socket is
-// only reachable by the service's user (mode 0600).
+// only reachable by the service's user (mode 0600). It is created inside a
+// fresh directory of mode 0700, made 0600 and then renamed into place, so
+// it is never reachable with a wider mode, without touching the process
+// umask (which other goroutines creating files would share).
 func listenAdmin(path string) (net.Listener, error) {
 	if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
 		c.Close()
@@ -63,10 +65,23 @@ func listenAdmin(path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, err
 	}
-	old := syscall.Umask(0o177)
-	ln, err := net.Listen("unix", path)
-	syscall.Umask(old)
+	private, err := os.MkdirTemp(filepath.Dir(path), ".admin-*")
 	if err != nil {
+		return nil, fmt.Errorf("admin socket %s: %w", path, err)
+	}
+	defer os.RemoveAll(private)
+	tmp := filepath.Join(private, "s")
+	ln, err := net.Listen("unix", tmp)
+	if err != nil {
+		return nil, fmt.Errorf("admin socket %s: %w", path, err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false) // Serve removes path itself
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("admin socket %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		ln.Close()
 		return nil, fmt.Errorf("admin socket %s: %w", path, err)
 	}
 	return ln, nil

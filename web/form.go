@@ -2,7 +2,6 @@ package web
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,16 +14,6 @@ import (
 	"artifactstore/internal/digest"
 	"artifactstore/internal/manifest"
 )
-
-// formMeta is the "manifest" part of a one-request publish: everything but
-// the files, which follow as parts of their own.
-type formMeta struct {
-	Name           string            `json:"name"`
-	Version        string            `json:"version"`
-	Producer       string            `json:"producer"`
-	RetentionClass string            `json:"retention_class"`
-	Labels         map[string]string `json:"labels,omitempty"`
-}
 
 type spooled struct {
 	file   manifest.File
@@ -60,7 +49,7 @@ func (s *Server) publishForm(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}()
-	var meta *formMeta
+	var meta *manifest.Manifest
 	memBudget := int64(memSpoolBudget)
 	for {
 		part, err := mr.NextPart()
@@ -77,15 +66,14 @@ func (s *Server) publishForm(w http.ResponseWriter, r *http.Request) {
 				s.fail(w, r, newErr(http.StatusBadRequest, manifest.CodeInvalidJSON, "more than one manifest part"))
 				return
 			}
-			meta = &formMeta{}
-			dec := json.NewDecoder(io.LimitReader(part, s.opts.MaxManifestBytes))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(meta); err != nil {
-				s.fail(w, r, newErr(http.StatusBadRequest, manifest.CodeInvalidJSON, "malformed manifest part (at most server.max_manifest_bytes): "+err.Error()))
-				return
-			}
-			if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-				s.fail(w, r, newErr(http.StatusBadRequest, manifest.CodeInvalidJSON, "unexpected data after the manifest JSON object"))
+			// The same strict decoding as POST /v1/uploads, without files.
+			meta, err = manifest.DecodeHeader(part, s.opts.MaxManifestBytes)
+			if err != nil {
+				var me *manifest.Error
+				if errors.As(err, &me) {
+					me.Field = strings.TrimSuffix("manifest part: "+me.Field, ": ")
+				}
+				s.fail(w, r, badForm(err))
 				return
 			}
 			// Refuse before a single file byte is spooled.
@@ -120,8 +108,8 @@ func (s *Server) publishForm(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, newErr(http.StatusBadRequest, "invalid_form", "no manifest part"))
 		return
 	}
-	m := &manifest.Manifest{Name: meta.Name, Version: meta.Version, Producer: meta.Producer,
-		RetentionClass: meta.RetentionClass, Labels: meta.Labels, Files: []manifest.File{}}
+	m := meta
+	m.Files = []manifest.File{}
 	for _, f := range files {
 		m.Files = append(m.Files, f.file)
 	}
@@ -242,7 +230,8 @@ func rawFilename(p *multipart.Part) string {
 
 func badForm(err error) error {
 	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
+	var me *manifest.Error
+	if errors.As(err, &mbe) || errors.As(err, &me) {
 		return err
 	}
 	return newErr(http.StatusBadRequest, "invalid_form", "malformed multipart body: "+err.Error())

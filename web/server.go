@@ -195,21 +195,30 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
+// readyz answers whether the database and every backend can serve. It
+// names a backend that is down and nothing more: the probe needs no token,
+// so error texts (endpoints, bucket names) go to the log and to the
+// authenticated GET /v1/health. Backend health comes from the registry's
+// short-lived cache, so a flood of probes does not become a flood of
+// backend requests.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
+	log := loggerFrom(ctx, s.log)
 	body := map[string]any{"status": "ready"}
 	status := http.StatusOK
 	if s.opts.Ready != nil {
 		if err := s.opts.Ready(ctx); err != nil {
+			log.Warn("readiness: database not ready", "err", err)
 			status = http.StatusServiceUnavailable
 			body["status"] = "not_ready"
-			body["database"] = err.Error()
+			body["database"] = "unavailable"
 		}
 	}
 	down := map[string]string{}
 	for id, err := range s.reg.Health(ctx) {
-		down[id] = err.Error()
+		log.Warn("readiness: backend down", "backend", id, "err", err)
+		down[id] = "down"
 	}
 	if len(down) > 0 {
 		status = http.StatusServiceUnavailable
@@ -458,7 +467,14 @@ func (s *Server) serveContent(w http.ResponseWriter, r *http.Request, d digest.D
 	h := w.Header()
 	h.Set("ETag", etag)
 	h.Set("Accept-Ranges", "bytes")
-	h.Set("Cache-Control", "public, max-age=31536000, immutable")
+	// Content under a digest never changes, but unless anyone may read it a
+	// shared cache must not hand it to a client without a token.
+	if s.opts.AnonymousRead {
+		h.Set("Cache-Control", "public, max-age=31536000, immutable")
+	} else {
+		h.Set("Cache-Control", "private, max-age=31536000, immutable")
+		h.Add("Vary", "Authorization")
+	}
 	if raw, err := hex.DecodeString(d.Hex); err == nil {
 		h.Set("Repr-Digest", "sha-256=:"+base64.StdEncoding.EncodeToString(raw)+":")
 	}
@@ -467,6 +483,10 @@ func (s *Server) serveContent(w http.ResponseWriter, r *http.Request, d digest.D
 		return
 	}
 	off, n, status := int64(0), size, http.StatusOK
+	if len(r.Header.Values("Range")) > 1 {
+		s.fail(w, r, newErr(http.StatusBadRequest, "invalid_range", "more than one Range header; send one Range with one byte range"))
+		return
+	}
 	rangeHdr := r.Header.Get("Range")
 	if ir := r.Header.Get("If-Range"); ir != "" && ir != etag {
 		rangeHdr = ""

@@ -16,6 +16,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"artifactstore/backends"
 	"artifactstore/store"
 )
 
@@ -102,6 +103,10 @@ type backendReport struct {
 	ByStatus map[string]int `json:"by_status"`
 	Healthy  bool           `json:"healthy"`
 	Error    string         `json:"error,omitempty"`
+	// IncompleteWrites are writes interrupted by a killed process that
+	// the backend still holds (cleanup aborts them after
+	// cleanup.incomplete_write_age).
+	IncompleteWrites []backends.IncompleteWrite `json:"incomplete_writes,omitempty"`
 }
 
 func (s *Service) storageReport(ctx context.Context) (*storageReport, error) {
@@ -119,6 +124,12 @@ func (s *Service) storageReport(ctx context.Context) (*storageReport, error) {
 		}
 		if err := health[id]; err != nil {
 			br.Error = err.Error()
+		} else if iw, ok := backends.AsIncompleteWriter(s.Backends[id]); ok {
+			ws, err := iw.IncompleteWrites(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("backend %s: %w", id, err)
+			}
+			br.IncompleteWrites = ws
 		}
 		rep.Backends = append(rep.Backends, br)
 	}

@@ -18,6 +18,7 @@ import (
 	"artifactstore/backends"
 	"artifactstore/backends/local"
 	"artifactstore/backends/s3"
+	"artifactstore/internal/cleanup"
 	"artifactstore/internal/registry"
 	"artifactstore/internal/verify"
 	"artifactstore/store"
@@ -149,6 +150,10 @@ func NewService(ctx context.Context, cfg *Config, log *slog.Logger) (*Service, e
 		AnonymousRead:        cfg.Auth.AnonymousRead,
 		MaxConcurrentUploads: cfg.Server.MaxConcurrentUploads,
 		BodyReadTimeout:      cfg.Server.BodyReadTimeout,
+		MinBodyRate:          cfg.Server.MinBodyRate,
+		BodyRateWindow:       cfg.Server.BodyRateWindow,
+		FormMemoryBytes:      cfg.Server.FormMemoryBytes,
+		MaxFiles:             cfg.Server.MaxFilesPerPackage,
 		Ready: func(ctx context.Context) error {
 			_, err := st.Events(ctx, 0, 1)
 			return err
@@ -204,6 +209,19 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	go func() {
 		defer close(sweepDone)
 		s.sweepLoop(baseCtx)
+	}()
+	// Leftovers of an earlier process (spool files, incomplete writes)
+	// go now and, should any appear later, every cleanup.interval.
+	cleanupDone := make(chan struct{})
+	go func() {
+		defer close(cleanupDone)
+		cleanup.New(cleanup.Options{
+			Interval:           s.Config.Cleanup.Interval,
+			IncompleteWriteAge: s.Config.Cleanup.IncompleteWriteAge,
+			Spool:              s.API.SweepSpool,
+			Backends:           s.Backends,
+			Logger:             s.Log,
+		}).Loop(baseCtx)
 	}()
 	verifyDone := make(chan struct{})
 	go func() {
@@ -265,6 +283,7 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	cancelRequests()
 	<-verifyDone
 	<-sweepDone
+	<-cleanupDone
 	// Sessions of cancelled uploads are dropped with their staged data.
 	if _, serr := s.Registry.SweepSessions(context.WithoutCancel(ctx), true); serr != nil {
 		s.Log.Warn("dropping open upload sessions at shutdown failed", "err", serr)

@@ -53,11 +53,28 @@ type Options struct {
 	Auth Authenticator
 	// AnonymousRead lets requests without a token use read endpoints.
 	AnonymousRead bool
-	// MaxConcurrentUploads bounds uploads in flight; 0 means 64.
+	// MaxConcurrentUploads bounds uploads in flight, staged blob uploads
+	// and one-request form publishes together; 0 means 64.
 	MaxConcurrentUploads int
 	// BodyReadTimeout cuts off a client whose request body stalls longer
 	// than this between reads; 0 means 60s.
 	BodyReadTimeout time.Duration
+	// MinBodyRate is the least a client must send of a request body, in
+	// bytes per second of waiting for it, measured over BodyRateWindow;
+	// 0 turns the rate check off. A slower body is cut off (408), and
+	// when the upload slots are full its slot goes to a new upload once
+	// it has lagged for lagGrace(BodyRateWindow).
+	MinBodyRate int64
+	// BodyRateWindow is the span MinBodyRate is measured over; 0 means 30s.
+	BodyRateWindow time.Duration
+	// MaxFiles bounds the file parts of a one-request publish, so a form
+	// is refused at the first part too many (server.max_files_per_package);
+	// 0 means no bound here (the registry still checks).
+	MaxFiles int
+	// FormMemoryBytes bounds the memory all one-request form publishes
+	// together may hold (small file parts and per-file bookkeeping);
+	// beyond it parts go to the spool directory. 0 means 64 MiB.
+	FormMemoryBytes int64
 }
 
 // Server is the HTTP API.
@@ -67,7 +84,9 @@ type Server struct {
 	log     *slog.Logger
 	mux     *http.ServeMux
 	metrics *httpMetrics
-	uploads chan struct{} // semaphore of uploads in flight
+	uploads *uploadSlots
+	formMem *memBudget // shared by all form publishes
+	spool   *spoolDir
 }
 
 // New builds the API handler.
@@ -87,8 +106,15 @@ func New(reg Registry, opts Options) *Server {
 	if opts.BodyReadTimeout <= 0 {
 		opts.BodyReadTimeout = time.Minute
 	}
+	if opts.BodyRateWindow <= 0 {
+		opts.BodyRateWindow = 30 * time.Second
+	}
+	if opts.FormMemoryBytes <= 0 {
+		opts.FormMemoryBytes = 64 << 20
+	}
 	s := &Server{reg: reg, opts: opts, log: opts.Logger, mux: http.NewServeMux(), metrics: newHTTPMetrics(opts.Metrics),
-		uploads: make(chan struct{}, opts.MaxConcurrentUploads)}
+		uploads: newUploadSlots(opts.MaxConcurrentUploads, lagGrace(opts.BodyRateWindow)),
+		formMem: &memBudget{left: opts.FormMemoryBytes}, spool: newSpoolDir(opts.SpoolDir)}
 	s.routes()
 	return s
 }
@@ -136,15 +162,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = r.WithContext(logctx.With(r.Context(), log))
 	w.Header().Set("X-Request-Id", id)
 	rw := &recorder{ResponseWriter: w, status: http.StatusOK}
-	body := &countingBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: s.opts.BodyReadTimeout}
+	body := &countingBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: s.opts.BodyReadTimeout,
+		minRate: s.opts.MinBodyRate, window: s.opts.BodyRateWindow}
 	r.Body = body
 	s.metrics.inFlight.Inc()
 	s.mux.ServeHTTP(rw, r)
 	s.metrics.inFlight.Dec()
 	took := time.Since(start)
-	s.metrics.observe(r.Pattern, r.Method, rw.status, body.n, rw.n, took)
+	in := body.bytesRead()
+	s.metrics.observe(r.Pattern, r.Method, rw.status, in, rw.n, took)
 	log.Info("access", "method", r.Method, "path", r.URL.Path, "route", r.Pattern, "status", rw.status,
-		"bytes_in", body.n, "bytes_out", rw.n, "duration_ms", took.Milliseconds(),
+		"bytes_in", in, "bytes_out", rw.n, "duration_ms", took.Milliseconds(),
 		"remote", r.RemoteAddr)
 }
 
@@ -228,6 +256,20 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, body)
 }
 
+// takeUploadSlot holds one of server.max_concurrent_uploads until the
+// request ends, or answers 503 too_many_uploads.
+func (s *Server) takeUploadSlot(w http.ResponseWriter, r *http.Request) (release func(), ok bool) {
+	body, _ := r.Body.(*countingBody)
+	slot, ok := s.uploads.acquire(body)
+	if !ok {
+		w.Header().Set("Retry-After", "1")
+		s.fail(w, r, newErr(http.StatusServiceUnavailable, "too_many_uploads",
+			fmt.Sprintf("%d uploads are in flight (server.max_concurrent_uploads); retry shortly", s.uploads.max)))
+		return nil, false
+	}
+	return func() { s.uploads.release(slot) }, true
+}
+
 // beginResponse answers POST /v1/uploads.
 type beginResponse struct {
 	Status       string                `json:"status"` // "open" or "exists"
@@ -286,15 +328,11 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	if !ok || !s.mayPublishAs(w, r, producer) {
 		return
 	}
-	select {
-	case s.uploads <- struct{}{}:
-		defer func() { <-s.uploads }()
-	default:
-		w.Header().Set("Retry-After", "1")
-		s.fail(w, r, newErr(http.StatusServiceUnavailable, "too_many_uploads",
-			fmt.Sprintf("%d uploads are in flight (server.max_concurrent_uploads); retry shortly", cap(s.uploads))))
+	release, ok := s.takeUploadSlot(w, r)
+	if !ok {
 		return
 	}
+	defer release()
 	d, err := digest.Parse(r.PathValue("digest"))
 	if err != nil {
 		s.fail(w, r, err)

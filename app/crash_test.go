@@ -35,7 +35,7 @@ func TestCrashTrialsLeaveNothing(t *testing.T) {
 	t.Run("local", func(t *testing.T) {
 		dir := t.TempDir()
 		backend := "  local:\n    type: local\n    path: " + dir + "/objects\n    key_prefix: artifacts\n"
-		crashTrials(t, dir, backend, "local", 20, 300*time.Millisecond, nil)
+		leftoverCrashTrials(t, dir, backend, "local", 20, 300*time.Millisecond, nil)
 	})
 	t.Run("ceph", func(t *testing.T) {
 		var rgw *s3test.Server
@@ -55,14 +55,14 @@ func TestCrashTrialsLeaveNothing(t *testing.T) {
 		backend := fmt.Sprintf("  rgw:\n    type: s3\n    endpoint_url: %s\n    bucket: %s\n    key_prefix: artifacts\n    access_key_ref: %s\n    secret_key_ref: %s\n    multipart_threshold_bytes: 5242880\n    multipart_chunk_bytes: 5242880\n",
 			cfg.EndpointURL, cfg.Bucket, cfg.AccessKeyRef, cfg.SecretKeyRef)
 		core := rgw.Client(t)
-		crashTrials(t, dir, backend, "rgw", 10, 1200*time.Millisecond, func() []string { return s3test.IncompleteUploads(t, core, cfg.Bucket, "") })
+		leftoverCrashTrials(t, dir, backend, "rgw", 10, 1200*time.Millisecond, func() []string { return s3test.IncompleteUploads(t, core, cfg.Bucket, "") })
 	})
 }
 
-// crashTrials runs the kill -9 trials against one backend, each killing
+// leftoverCrashTrials runs the kill -9 trials against one backend, each killing
 // the service between minRun and twice that after its start. incomplete,
 // if set, lists the backend's incomplete uploads.
-func crashTrials(t *testing.T, dir, backendYAML, backendID string, trials int, minRun time.Duration, incomplete func() []string) {
+func leftoverCrashTrials(t *testing.T, dir, backendYAML, backendID string, trials int, minRun time.Duration, incomplete func() []string) {
 	const (
 		interval = time.Second
 		age      = 2 * time.Second

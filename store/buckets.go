@@ -30,13 +30,32 @@ var (
 	// bucketTokens: token id -> Token (only a hash of the secret). Added
 	// by migration 3.
 	bucketTokens = []byte("tokens")
+	// bucketPackageRefs: digest \x00 name \x00 version -> empty. Which
+	// committed packages reference a content; written and removed in the
+	// same transaction as the package. Garbage collection deletes a
+	// content's locations only when it has no entry here. Added by
+	// migration 4, which builds it from the packages.
+	bucketPackageRefs = []byte("package_refs")
+	// bucketGCIntents: backend id \x00 digest -> GCIntent. An object whose
+	// location garbage collection removed and whose backend delete is not
+	// confirmed yet; a crash leaves it here and the next run finishes it.
+	// Added by migration 4.
+	bucketGCIntents = []byte("gc_intents")
+	// bucketOrphans: backend id \x00 digest -> OrphanRecord (when gc first
+	// saw an object the registry does not know). Added by migration 4.
+	bucketOrphans = []byte("gc_orphans")
+	// bucketLifecycle: "gc" | "retention" | "events" -> the last run's
+	// summary; "events_horizon" -> seq(8) of the oldest event that pruning
+	// kept. Added by migration 4.
+	bucketLifecycle = []byte("lifecycle")
 )
 
 var keySchemaVersion = []byte("schema_version")
 
 // allBuckets lists every bucket of the current schema.
 func allBuckets() [][]byte {
-	return append(v1Buckets(), bucketVerifyState, bucketTokens)
+	return append(v1Buckets(), bucketVerifyState, bucketTokens,
+		bucketPackageRefs, bucketGCIntents, bucketOrphans, bucketLifecycle)
 }
 
 // v1Buckets are the buckets migration 1 created; never change this list.

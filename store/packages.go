@@ -453,6 +453,9 @@ func (s *Store) ImportPackages(ctx context.Context, pkgs []Package, backend stri
 			if err := pb.Put(joinKey(p.Name, p.Version), v); err != nil {
 				return err
 			}
+			if err := addPackageRefs(tx, p); err != nil {
+				return err
+			}
 			if err := vb.Put(u64Append(append([]byte(p.Name), 0), seq), []byte(p.Version)); err != nil {
 				return err
 			}

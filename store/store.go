@@ -165,6 +165,7 @@ var migrations = []migration{
 		_, err := tx.CreateBucketIfNotExists(bucketTokens)
 		return err
 	}},
+	{name: "add lifecycle (package refs, gc intents, orphans)", up: migrateLifecycle},
 }
 
 // SchemaVersion is the schema version this binary writes.

@@ -289,6 +289,8 @@ func runBenchmarks(t testing.TB, sz benchSizes, rep *benchReport, runs int) {
 	benchVerify(t, rep, env, sz.verifyTotal)
 	// 5. Publish rate of small packages from 32 producers.
 	benchPublishRate(t, rep, env, sz.publishes)
+	// 5b. The same with a webhook to a blackholed receiver (bench_webhook_test.go).
+	benchWebhookPublish(t, rep, env, sz.publishes/3, runs)
 	env.stop()
 	// 6. Registry of many packages: lookup, list page, start-up.
 	benchManyPackages(t, rep, dir, sz.millionPkgs)

@@ -111,7 +111,7 @@ func NewCLI(env Env) *cli.App {
 					return nil
 				},
 			},
-		}, append(append(append(dbCommands(env), tokenCommand(env)), clientCommands(env)...), lifecycleCommands(env)...)...),
+		}, append(append(append(dbCommands(env), tokenCommand(env), webhookCommand(env)), clientCommands(env)...), lifecycleCommands(env)...)...),
 	}
 	return a
 }

@@ -153,12 +153,12 @@ func clientCommands(env Env) []*cli.Command {
 		},
 		{
 			Name:        "events",
-			Usage:       "print registry events after a sequence number; --follow waits for new ones",
+			Usage:       "print registry events after a sequence number; --follow streams new ones as they commit",
 			Description: clientExitHelp,
 			Flags: append(serverFlags(),
 				&cli.Uint64Flag{Name: "after", Usage: "print events with a sequence number above `SEQ`"},
-				&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep polling for new events"},
-				&cli.DurationFlag{Name: "interval", Value: time.Second, Usage: "poll interval with --follow"},
+				&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing new events as they commit (live stream)"},
+				&cli.DurationFlag{Name: "interval", Value: time.Second, Usage: "with --follow: wait before reconnecting after the stream broke off"},
 			),
 			Action: func(c *cli.Context) error { return runEvents(c, env) },
 		},
@@ -543,7 +543,28 @@ func runEvents(c *cli.Context, env Env) error {
 	if err != nil {
 		return cli.Exit(err, 2)
 	}
+	printEvent := func(e client.Event) error {
+		if c.Bool("json") {
+			b, _ := json.Marshal(e)
+			_, err := fmt.Fprintln(env.Stdout, string(b))
+			return err
+		}
+		_, err := fmt.Fprintf(env.Stdout, "%d\t%s\t%s\t%s\n", e.Seq, e.Time.Format(time.RFC3339), e.Type, e.Subject)
+		return err
+	}
 	after := c.Uint64("after")
+	if c.Bool("follow") {
+		// The live stream (Server-Sent Events) sends the backlog, then each
+		// event as it commits; it resumes from the last printed event.
+		err := cl.StreamEvents(c.Context, after, client.StreamOptions{
+			Reconnect:   c.Duration("interval"),
+			OnReconnect: func(err error) { fmt.Fprintf(env.Stderr, "event stream interrupted (%v); reconnecting\n", err) },
+		}, printEvent)
+		if err != nil {
+			return cli.Exit(err, 1)
+		}
+		return nil
+	}
 	for {
 		evs, err := cl.Events(c.Context, after, 1000)
 		if err != nil {
@@ -553,24 +574,13 @@ func runEvents(c *cli.Context, env Env) error {
 			return cli.Exit(err, 1)
 		}
 		for _, e := range evs {
-			if c.Bool("json") {
-				b, _ := json.Marshal(e)
-				fmt.Fprintln(env.Stdout, string(b))
-			} else {
-				fmt.Fprintf(env.Stdout, "%d\t%s\t%s\t%s\n", e.Seq, e.Time.Format(time.RFC3339), e.Type, e.Subject)
+			if err := printEvent(e); err != nil {
+				return err
 			}
 			after = e.Seq
 		}
-		if len(evs) == 1000 {
-			continue
-		}
-		if !c.Bool("follow") {
+		if len(evs) < 1000 {
 			return nil
-		}
-		select {
-		case <-c.Context.Done():
-			return nil
-		case <-time.After(c.Duration("interval")):
 		}
 	}
 }

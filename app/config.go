@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"artifactstore/backends/s3"
+	"artifactstore/internal/webhook"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/knadh/koanf/parsers/yaml"
@@ -49,6 +50,7 @@ type Config struct {
 	Retention RetentionConfig `koanf:"retention" yaml:"retention"`
 	GC        GCConfig        `koanf:"gc" yaml:"gc"`
 	Events    EventsConfig    `koanf:"events" yaml:"events"`
+	Webhooks  webhook.Config  `koanf:"webhooks" yaml:"webhooks"`
 }
 
 // CleanupConfig drives the removal of what interrupted work leaves behind
@@ -500,6 +502,13 @@ func (c *Config) Validate() error {
 		}
 	}
 	if err := c.validateLifecycle(); err != nil {
+		return err
+	}
+	if err := c.Webhooks.Validate(); err != nil {
+		var fe *webhook.FieldError
+		if errors.As(err, &fe) {
+			return &ConfigError{Key: "webhooks." + fe.Field, Msg: fe.Msg}
+		}
 		return err
 	}
 	switch c.Log.Level {

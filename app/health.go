@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"artifactstore/internal/lifecycle"
+	"artifactstore/internal/webhook"
 	"artifactstore/store"
 )
 
@@ -22,6 +23,9 @@ type healthDocument struct {
 	// Lifecycle: last gc, retention and event pruning runs, and deletes
 	// decided but not yet confirmed by a backend.
 	Lifecycle *lifecycle.Status `json:"lifecycle,omitempty"`
+	// Webhooks: every subscription's position, lag and failure state; a
+	// failing one makes the status "degraded".
+	Webhooks []webhook.Status `json:"webhooks"`
 }
 
 type backendHealth struct {
@@ -64,6 +68,14 @@ func (s *Service) health(ctx context.Context) (*healthDocument, error) {
 	}
 	if total > 0 || len(down) > 0 {
 		doc.Status = "degraded"
+	}
+	if doc.Webhooks, err = s.Webhooks.Statuses(ctx); err != nil {
+		return nil, err
+	}
+	for _, w := range doc.Webhooks {
+		if w.Failing {
+			doc.Status = "degraded"
+		}
 	}
 	for _, id := range s.Registry.BackendIDs() {
 		bh := backendHealth{ID: id, Up: down[id] == nil, Locations: map[string]int{}, Verification: map[string]verificationState{}}

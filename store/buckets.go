@@ -48,6 +48,9 @@ var (
 	// summary; "events_horizon" -> seq(8) of the oldest event that pruning
 	// kept. Added by migration 4.
 	bucketLifecycle = []byte("lifecycle")
+	// bucketWebhooks: subscription id -> Subscription (target, filters,
+	// secret and the delivery cursor). Added by migration 5.
+	bucketWebhooks = []byte("webhook_subscriptions")
 )
 
 var keySchemaVersion = []byte("schema_version")
@@ -55,7 +58,7 @@ var keySchemaVersion = []byte("schema_version")
 // allBuckets lists every bucket of the current schema.
 func allBuckets() [][]byte {
 	return append(v1Buckets(), bucketVerifyState, bucketTokens,
-		bucketPackageRefs, bucketGCIntents, bucketOrphans, bucketLifecycle)
+		bucketPackageRefs, bucketGCIntents, bucketOrphans, bucketLifecycle, bucketWebhooks)
 }
 
 // v1Buckets are the buckets migration 1 created; never change this list.

@@ -71,6 +71,8 @@ type Store struct {
 	tokenGen uint64
 	// testHookTokenRead runs between an uncached token read and caching it.
 	testHookTokenRead func()
+	// events wakes readers of the event log after each commit (events.go).
+	events eventSignal
 }
 
 // Open opens or creates the database at path and brings its schema up to
@@ -166,6 +168,10 @@ var migrations = []migration{
 		return err
 	}},
 	{name: "add lifecycle (package refs, gc intents, orphans)", up: migrateLifecycle},
+	{name: "add webhook subscriptions", up: func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucketWebhooks)
+		return err
+	}},
 }
 
 // SchemaVersion is the schema version this binary writes.

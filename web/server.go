@@ -80,6 +80,13 @@ type Options struct {
 	// ProducerDelete lets a publish token of a package's producer delete
 	// it; otherwise only admin tokens may.
 	ProducerDelete bool
+	// Events is the event log the event endpoints read; nil means the
+	// registry's store.
+	Events EventLog
+	// MaxEventStreams bounds open GET /v1/events/stream connections; 0
+	// means 256. StreamKeepalive is the idle comment interval; 0 means 15s.
+	MaxEventStreams int
+	StreamKeepalive time.Duration
 }
 
 // Server is the HTTP API.
@@ -92,6 +99,7 @@ type Server struct {
 	uploads *uploadSlots
 	formMem *memBudget // shared by all form publishes
 	spool   *spoolDir
+	streams streams       // live event streams (stream.go)
 }
 
 // New builds the API handler.
@@ -117,9 +125,16 @@ func New(reg Registry, opts Options) *Server {
 	if opts.FormMemoryBytes <= 0 {
 		opts.FormMemoryBytes = 64 << 20
 	}
+	if opts.MaxEventStreams <= 0 {
+		opts.MaxEventStreams = 256
+	}
+	if opts.StreamKeepalive <= 0 {
+		opts.StreamKeepalive = 15 * time.Second
+	}
 	s := &Server{reg: reg, opts: opts, log: opts.Logger, mux: http.NewServeMux(), metrics: newHTTPMetrics(opts.Metrics),
 		uploads: newUploadSlots(opts.MaxConcurrentUploads, lagGrace(opts.BodyRateWindow)),
-		formMem: &memBudget{left: opts.FormMemoryBytes}, spool: newSpoolDir(opts.SpoolDir)}
+		formMem: &memBudget{left: opts.FormMemoryBytes}, spool: newSpoolDir(opts.SpoolDir),
+		streams: streams{stop: make(chan struct{}), sem: make(chan struct{}, opts.MaxEventStreams)}}
 	s.routes()
 	return s
 }
@@ -141,6 +156,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/packages/{name}/{version}/files/{path...}", s.authed(read, s.getFile))
 	m.HandleFunc("GET /v1/blobs/{digest}", s.authed(read, s.getBlob))
 	m.HandleFunc("GET /v1/events", s.authed(read, s.events))
+	m.HandleFunc("GET /v1/events/stream", s.authed(read, s.eventStream))
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, newErr(http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path))
 	})

@@ -99,7 +99,7 @@ type Server struct {
 	uploads *uploadSlots
 	formMem *memBudget // shared by all form publishes
 	spool   *spoolDir
-	streams streams       // live event streams (stream.go)
+	streams streams // live event streams (stream.go)
 }
 
 // New builds the API handler.

@@ -86,7 +86,8 @@ func verifyFlags() []cli.Flag {
 }
 
 const verifyHelp = `Exit codes: 0 every location verified; 1 failures found (mismatch, missing
-or unreadable); 2 verification could not run. With the service running, the
+or unreadable); 2 bad usage or an invalid configuration, or verification
+could not run (database, admin socket, backend listing). With the service running, the
 run happens inside it (over the admin socket) and progress streams back;
 otherwise this command opens the database itself.`
 

@@ -169,6 +169,10 @@ func NewService(ctx context.Context, cfg *Config, log *slog.Logger) (*Service, e
 		Logger:         log,
 		Metrics:        verify.NewMetrics(metrics),
 	})
+	if err := engine.RestoreMetrics(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
 	api := web.New(reg, web.Options{
 		MaxBodyBytes:         cfg.Server.MaxBodyBytes,
 		MaxManifestBytes:     cfg.Server.MaxManifestBytes,

@@ -234,7 +234,7 @@ func (s *Store) Commit(ctx context.Context, id string, stored []string) (CommitR
 				res.Package = existing
 				return nil
 			}
-			conflict = fmt.Errorf("package %s@%s already exists with different content: %w", draft.Name, draft.Version, ErrConflict)
+			conflict = &ConflictError{Name: draft.Name, Version: draft.Version, Diff: PackageDiff(existing, &draft)}
 			return nil
 		} else if !errors.Is(err, ErrNotFound) {
 			return err
@@ -333,24 +333,7 @@ func (s *Store) Commit(ctx context.Context, id string, stored []string) (CommitR
 }
 
 // SamePackage reports whether two packages have the same declared content.
-func SamePackage(a, b *Package) bool {
-	if a.Name != b.Name || a.Version != b.Version || a.Producer != b.Producer ||
-		a.RetentionClass != b.RetentionClass || len(a.Labels) != len(b.Labels) || len(a.Files) != len(b.Files) {
-		return false
-	}
-	for k, v := range a.Labels {
-		if bv, ok := b.Labels[k]; !ok || bv != v {
-			return false
-		}
-	}
-	for i := range a.Files {
-		fa, fb := a.Files[i], b.Files[i]
-		if fa.Path != fb.Path || fa.Size != fb.Size || fa.Digest != fb.Digest || fa.MediaType != fb.MediaType {
-			return false
-		}
-	}
-	return true
-}
+func SamePackage(a, b *Package) bool { return PackageDiff(a, b) == "" }
 
 func u64Append(b []byte, v uint64) []byte {
 	return append(b, u64(v)...)

@@ -188,7 +188,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		minRate: s.opts.MinBodyRate, window: s.opts.BodyRateWindow}
 	r.Body = body
 	s.metrics.inFlight.Inc()
-	s.mux.ServeHTTP(rw, r)
+	if !cleanPath(r.URL.Path) {
+		s.fail(rw, r, unknownPath(r))
+	} else {
+		s.mux.ServeHTTP(rw, r)
+	}
 	s.metrics.inFlight.Dec()
 	took := time.Since(start)
 	in := body.bytesRead()

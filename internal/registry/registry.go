@@ -233,7 +233,7 @@ func (r *Registry) Begin(ctx context.Context, m *manifest.Manifest) (*BeginResul
 		if store.SamePackage(existing, &draft) {
 			return &BeginResult{Existing: existing, Backend: backendID}, nil
 		}
-		return nil, fmt.Errorf("package %s@%s already exists with different content: %w", m.Name, m.Version, store.ErrConflict)
+		return nil, &store.ConflictError{Name: m.Name, Version: m.Version, Diff: store.PackageDiff(existing, &draft)}
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}

@@ -296,6 +296,8 @@ func runBenchmarks(t testing.TB, sz benchSizes, rep *benchReport, runs int) {
 	benchManyPackages(t, rep, dir, sz.millionPkgs)
 	// 7. Peak RSS of a large streaming upload.
 	benchRSS(t, rep, dir, sz.rssUpload)
+	// 8. Every page of the web interface at a tenth of the packages.
+	benchUI(t, rep, dir, sz.millionPkgs/10)
 }
 
 func benchVerify(t testing.TB, rep *benchReport, env *testEnv, total int64) {

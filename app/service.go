@@ -203,6 +203,10 @@ func NewService(ctx context.Context, cfg *Config, log *slog.Logger) (*Service, e
 	for pattern, h := range svc.adminRoutes() {
 		api.Handle(pattern, store.ScopeAdmin, h)
 	}
+	if err := svc.mountUI(); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("web interface: %w", err)
+	}
 	return svc, nil
 }
 

@@ -51,6 +51,11 @@ var (
 	// bucketWebhooks: subscription id -> Subscription (target, filters,
 	// secret and the delivery cursor). Added by migration 5.
 	bucketWebhooks = []byte("webhook_subscriptions")
+	// bucketRecent: seq(8, big-endian) -> name \x00 version \x00
+	// producer \x00 retention class \x00 labels JSON: the commit order of
+	// every package with what listings filter on. Scanned backwards to
+	// list packages newest first (the web UI). Added by migration 6.
+	bucketRecent = []byte("packages_by_seq")
 )
 
 var keySchemaVersion = []byte("schema_version")
@@ -58,7 +63,7 @@ var keySchemaVersion = []byte("schema_version")
 // allBuckets lists every bucket of the current schema.
 func allBuckets() [][]byte {
 	return append(v1Buckets(), bucketVerifyState, bucketTokens,
-		bucketPackageRefs, bucketGCIntents, bucketOrphans, bucketLifecycle, bucketWebhooks)
+		bucketPackageRefs, bucketGCIntents, bucketOrphans, bucketLifecycle, bucketWebhooks, bucketRecent)
 }
 
 // v1Buckets are the buckets migration 1 created; never change this list.

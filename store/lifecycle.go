@@ -192,6 +192,9 @@ func (s *Store) deletePackage(tx *bolt.Tx, name, version string, d Deletion) (*P
 	if err := tx.Bucket(bucketVersions).Delete(u64Append(append([]byte(name), 0), p.Seq)); err != nil {
 		return nil, err
 	}
+	if err := tx.Bucket(bucketRecent).Delete(u64(p.Seq)); err != nil {
+		return nil, err
+	}
 	if err := removePackageRefs(tx, p); err != nil {
 		return nil, err
 	}

@@ -459,6 +459,9 @@ func (s *Store) ImportPackages(ctx context.Context, pkgs []Package, backend stri
 			if err := vb.Put(u64Append(append([]byte(p.Name), 0), seq), []byte(p.Version)); err != nil {
 				return err
 			}
+			if err := putRecent(tx, p); err != nil {
+				return err
+			}
 		}
 		return nil
 	})

@@ -172,6 +172,7 @@ var migrations = []migration{
 		_, err := tx.CreateBucketIfNotExists(bucketWebhooks)
 		return err
 	}},
+	{name: "add packages by commit order", up: migrateRecent},
 }
 
 // SchemaVersion is the schema version this binary writes.

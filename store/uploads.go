@@ -308,6 +308,9 @@ func (s *Store) Commit(ctx context.Context, id string, stored []string) (CommitR
 		if err := tx.Bucket(bucketVersions).Put(u64Append(vk, seq), []byte(pkg.Version)); err != nil {
 			return err
 		}
+		if err := putRecent(tx, &pkg); err != nil {
+			return err
+		}
 		if err := s.appendEvent(tx, EventPackageCreated, pkg.Name+"@"+pkg.Version, packageEventData(&pkg)); err != nil {
 			return err
 		}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/mattn/go-isatty"
 	"github.com/schollz/progressbar/v3"
@@ -228,6 +229,10 @@ func streamVerify(ctx context.Context, conn *adminConn, id, mode string, env Env
 				}
 				for _, o := range r.OrphanDigests {
 					fmt.Fprintf(env.Stdout, "ORPHAN %s on %s (not referenced by the registry; left in place)\n", o, id)
+				}
+				for _, w := range r.IncompleteWrites {
+					fmt.Fprintf(env.Stdout, "INCOMPLETE %s on %s, started %s (an interrupted upload; cleanup aborts it after cleanup.incomplete_write_age)\n",
+						w.Name, id, w.Started.UTC().Format(time.RFC3339))
 				}
 			}
 			return r, nil

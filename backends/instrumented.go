@@ -52,6 +52,10 @@ type instrumented struct {
 	m *Metrics
 }
 
+// Unwrap returns the wrapped backend, so optional interfaces it implements
+// (IncompleteWriter) stay reachable.
+func (i *instrumented) Unwrap() Backend { return i.Backend }
+
 func errKind(err error) string {
 	switch {
 	case errors.Is(err, ErrNotFound):

@@ -448,15 +448,17 @@ func (r *Registry) GetPackage(ctx context.Context, name, version string) (*Packa
 	return &PackageView{Package: p, Locations: locs}, nil
 }
 
-// Health checks every backend, returning the failures by backend id.
+// Health checks every backend, returning the failures by backend id. A
+// result is cached for healthTTL (as for publishes), so frequent callers
+// (readiness probes) cost at most one backend check per backend and TTL.
 func (r *Registry) Health(ctx context.Context) map[string]error {
 	type result struct {
 		id  string
 		err error
 	}
 	ch := make(chan result, len(r.backends))
-	for id, b := range r.backends {
-		go func() { ch <- result{id, b.Health(ctx)} }()
+	for id := range r.backends {
+		go func() { ch <- result{id, r.checkBackend(ctx, id)} }()
 	}
 	out := map[string]error{}
 	for range r.backends {

@@ -91,6 +91,10 @@ type Report struct {
 	// does not clear a mismatch), with what to do; FailedTotal counts them.
 	StillFailed []FailedLocation `json:"still_failed"`
 	FailedTotal int              `json:"failed_total"`
+	// IncompleteWrites are writes the backend holds that a killed process
+	// started and never finished (backends.IncompleteWriter); the
+	// service's cleanup aborts them once they are old enough.
+	IncompleteWrites []backends.IncompleteWrite `json:"incomplete_writes,omitempty"`
 }
 
 // Hooks observe a run; either may be nil.
@@ -331,6 +335,19 @@ func (e *Engine) orphans(ctx context.Context, b backends.Backend, run *store.Run
 	e.opts.Metrics.orphans(b.ID(), run.Orphans)
 	if run.Orphans > 0 {
 		e.log.Warn("objects not referenced by the registry (orphans; left in place)", "backend", b.ID(), "count", run.Orphans)
+	}
+	if iw, ok := backends.AsIncompleteWriter(b); ok {
+		ws, err := iw.IncompleteWrites(ctx)
+		if err != nil {
+			return fmt.Errorf("list incomplete writes of backend %s: %w", b.ID(), err)
+		}
+		if len(ws) > e.opts.MaxListed {
+			ws = ws[:e.opts.MaxListed]
+		}
+		rep.IncompleteWrites = ws
+		if len(ws) > 0 {
+			e.log.Warn("incomplete writes left by interrupted uploads", "backend", b.ID(), "count", len(ws), "oldest", ws[0].Started)
+		}
 	}
 	return nil
 }

@@ -12,11 +12,11 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"artifactstore/backends"
 	"artifactstore/store"
 )
 
@@ -60,7 +60,10 @@ func (s *Service) adminRoutes() map[string]http.Handler {
 }
 
 // listenAdmin opens the admin socket, replacing a stale one. The socket is
-// only reachable by the service's user (mode 0600).
+// only reachable by the service's user (mode 0600). It is created inside a
+// fresh directory of mode 0700, made 0600 and then renamed into place, so
+// it is never reachable with a wider mode, without touching the process
+// umask (which other goroutines creating files would share).
 func listenAdmin(path string) (net.Listener, error) {
 	if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
 		c.Close()
@@ -70,10 +73,23 @@ func listenAdmin(path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, err
 	}
-	old := syscall.Umask(0o177)
-	ln, err := net.Listen("unix", path)
-	syscall.Umask(old)
+	private, err := os.MkdirTemp(filepath.Dir(path), ".admin-*")
 	if err != nil {
+		return nil, fmt.Errorf("admin socket %s: %w", path, err)
+	}
+	defer os.RemoveAll(private)
+	tmp := filepath.Join(private, "s")
+	ln, err := net.Listen("unix", tmp)
+	if err != nil {
+		return nil, fmt.Errorf("admin socket %s: %w", path, err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false) // Serve removes path itself
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("admin socket %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		ln.Close()
 		return nil, fmt.Errorf("admin socket %s: %w", path, err)
 	}
 	return ln, nil
@@ -94,6 +110,10 @@ type backendReport struct {
 	ByStatus map[string]int `json:"by_status"`
 	Healthy  bool           `json:"healthy"`
 	Error    string         `json:"error,omitempty"`
+	// IncompleteWrites are writes interrupted by a killed process that
+	// the backend still holds (cleanup aborts them after
+	// cleanup.incomplete_write_age).
+	IncompleteWrites []backends.IncompleteWrite `json:"incomplete_writes,omitempty"`
 }
 
 func (s *Service) storageReport(ctx context.Context) (*storageReport, error) {
@@ -111,6 +131,12 @@ func (s *Service) storageReport(ctx context.Context) (*storageReport, error) {
 		}
 		if err := health[id]; err != nil {
 			br.Error = err.Error()
+		} else if iw, ok := backends.AsIncompleteWriter(s.Backends[id]); ok {
+			ws, err := iw.IncompleteWrites(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("backend %s: %w", id, err)
+			}
+			br.IncompleteWrites = ws
 		}
 		rep.Backends = append(rep.Backends, br)
 	}

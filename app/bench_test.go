@@ -287,6 +287,7 @@ func runBenchmarks(t testing.TB, sz benchSizes, rep *benchReport, runs int) {
 
 	// 4. Verification throughput vs raw sha256 of the same files.
 	benchVerify(t, rep, env, sz.verifyTotal)
+	benchVerifiedReads(t, rep, dir, sz.s3Object, runs) // bench_integrity_test.go
 	// 5. Publish rate of small packages from 32 producers.
 	benchPublishRate(t, rep, env, sz.publishes)
 	// 5b. The same with a webhook to a blackholed receiver (bench_webhook_test.go).

@@ -97,6 +97,12 @@ func printStorage(w io.Writer, rep *storageReport) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", b.ID, b.Type, b.Target, b.Blobs, b.Bytes, strings.Join(st, ","), health)
 	}
 	tw.Flush()
+	for _, b := range rep.Backends {
+		for _, iw := range b.IncompleteWrites {
+			fmt.Fprintf(w, "INCOMPLETE %s on %s, started %s (an interrupted upload; cleanup aborts it after cleanup.incomplete_write_age)\n",
+				iw.Name, b.ID, iw.Started.UTC().Format(time.RFC3339))
+		}
+	}
 	fmt.Fprintln(w, "\nROUTING (first match wins)")
 	for i, r := range rep.Routing.Rules {
 		fmt.Fprintf(w, "  %d. producer=%s retention_class=%s -> %s\n", i+1, orAny(r.Producer), orAny(r.RetentionClass), r.Backend)

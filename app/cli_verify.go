@@ -12,6 +12,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/mattn/go-isatty"
 	"github.com/schollz/progressbar/v3"
@@ -150,6 +151,11 @@ func runVerify(c *cli.Context, env Env, ids []string) error {
 				failed = true
 			}
 		}
+		// A location stays failed until evidence clears it (a quick pass
+		// cannot clear a mismatch): the exit status says so too.
+		if rep.FailedTotal > 0 {
+			failed = true
+		}
 	}
 	if c.Bool("json") {
 		writeJSONOut(env.Stdout, map[string]any{"mode": mode, "remote": conn.Remote, "reports": reports})
@@ -215,8 +221,18 @@ func streamVerify(ctx context.Context, conn *adminConn, id, mode string, env Env
 					fmt.Fprint(env.Stdout, " (resumed an interrupted run)")
 				}
 				fmt.Fprintln(env.Stdout)
+				for _, f := range r.StillFailed {
+					fmt.Fprintf(env.Stdout, "FAILED %s %s on %s (%s)\n  what to do: %s\n", f.Status, f.Digest, f.Backend, f.LastError, f.Action)
+				}
+				if r.FailedTotal > len(r.StillFailed) {
+					fmt.Fprintf(env.Stdout, "... and %d more failed locations (GET /v1/health)\n", r.FailedTotal-len(r.StillFailed))
+				}
 				for _, o := range r.OrphanDigests {
 					fmt.Fprintf(env.Stdout, "ORPHAN %s on %s (not referenced by the registry; left in place)\n", o, id)
+				}
+				for _, w := range r.IncompleteWrites {
+					fmt.Fprintf(env.Stdout, "INCOMPLETE %s on %s, started %s (an interrupted upload; cleanup aborts it after cleanup.incomplete_write_age)\n",
+						w.Name, id, w.Started.UTC().Format(time.RFC3339))
 				}
 			}
 			return r, nil

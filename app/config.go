@@ -45,11 +45,23 @@ type Config struct {
 	Routing  RoutingConfig            `koanf:"routing" yaml:"routing"`
 	Verify   VerifyConfig             `koanf:"verify" yaml:"verify"`
 	Auth     AuthConfig               `koanf:"auth" yaml:"auth"`
+	Cleanup  CleanupConfig            `koanf:"cleanup" yaml:"cleanup"`
 	// Retention, GC and Events are the lifecycle (internal/lifecycle).
 	Retention RetentionConfig `koanf:"retention" yaml:"retention"`
 	GC        GCConfig        `koanf:"gc" yaml:"gc"`
 	Events    EventsConfig    `koanf:"events" yaml:"events"`
 	Webhooks  webhook.Config  `koanf:"webhooks" yaml:"webhooks"`
+}
+
+// CleanupConfig drives the removal of what interrupted work leaves behind
+// (internal/cleanup): spool files of one-request publishes and incomplete
+// writes of backends (uploads a killed process had open).
+type CleanupConfig struct {
+	// Interval between cleanup runs; one also runs at start-up.
+	Interval time.Duration `koanf:"interval" yaml:"interval"`
+	// IncompleteWriteAge: incomplete writes started longer ago are
+	// aborted. Keep it above the longest upload a client may take.
+	IncompleteWriteAge time.Duration `koanf:"incomplete_write_age" yaml:"incomplete_write_age"`
 }
 
 // RetentionConfig holds the retention policy of each retention class; a
@@ -115,6 +127,10 @@ type VerifyConfig struct {
 	Deep ScheduleConfig `koanf:"deep" yaml:"deep"`
 	// Quick checks existence and size only.
 	Quick ScheduleConfig `koanf:"quick" yaml:"quick"`
+	// TrustedReadWindow: a full read of a location whose deep check matched
+	// less than this long ago skips hashing (sendfile for local files).
+	// 0 hashes every full read.
+	TrustedReadWindow time.Duration `koanf:"trusted_read_window" yaml:"trusted_read_window"`
 }
 
 // ScheduleConfig is one periodic verification; interval 0 disables it.
@@ -135,8 +151,17 @@ type ServerConfig struct {
 	ShutdownTimeout    time.Duration `koanf:"shutdown_timeout" yaml:"shutdown_timeout"`
 	// BodyReadTimeout is the longest wait for the next bytes of a request
 	// body; a client that trickles slower is cut off.
-	BodyReadTimeout      time.Duration `koanf:"body_read_timeout" yaml:"body_read_timeout"`
-	MaxConcurrentUploads int           `koanf:"max_concurrent_uploads" yaml:"max_concurrent_uploads"`
+	BodyReadTimeout time.Duration `koanf:"body_read_timeout" yaml:"body_read_timeout"`
+	// MaxConcurrentUploads bounds staged blob uploads and one-request
+	// form publishes in flight together.
+	MaxConcurrentUploads int `koanf:"max_concurrent_uploads" yaml:"max_concurrent_uploads"`
+	// MinBodyRate (bytes per second of waiting, over BodyRateWindow) is
+	// the least a client must send of a request body; 0 disables it.
+	MinBodyRate    int64         `koanf:"min_body_rate" yaml:"min_body_rate"`
+	BodyRateWindow time.Duration `koanf:"body_rate_window" yaml:"body_rate_window"`
+	// FormMemoryBytes bounds what all one-request publishes together hold
+	// in memory; beyond it file parts are spooled to disk.
+	FormMemoryBytes int64 `koanf:"form_memory_bytes" yaml:"form_memory_bytes"`
 	// TLSCertFile and TLSKeyFile switch listen to HTTPS.
 	TLSCertFile string `koanf:"tls_cert_file" yaml:"tls_cert_file"`
 	TLSKeyFile  string `koanf:"tls_key_file" yaml:"tls_key_file"`
@@ -491,6 +516,10 @@ func (c *Config) Validate() error {
 		{"server.shutdown_timeout", int64(c.Server.ShutdownTimeout)},
 		{"server.body_read_timeout", int64(c.Server.BodyReadTimeout)},
 		{"server.max_concurrent_uploads", int64(c.Server.MaxConcurrentUploads)},
+		{"server.body_rate_window", int64(c.Server.BodyRateWindow)},
+		{"server.form_memory_bytes", c.Server.FormMemoryBytes},
+		{"cleanup.interval", int64(c.Cleanup.Interval)},
+		{"cleanup.incomplete_write_age", int64(c.Cleanup.IncompleteWriteAge)},
 		{"database.lock_timeout", int64(c.Database.LockTimeout)},
 		{"database.batch_delay", int64(c.Database.BatchDelay)},
 	}
@@ -498,6 +527,9 @@ func (c *Config) Validate() error {
 		if p.v <= 0 {
 			return &ConfigError{Key: p.key, Msg: "must be greater than zero"}
 		}
+	}
+	if c.Server.MinBodyRate < 0 {
+		return &ConfigError{Key: "server.min_body_rate", Msg: "must not be negative (0 disables the rate check)"}
 	}
 	if (c.Server.TLSCertFile == "") != (c.Server.TLSKeyFile == "") {
 		return &ConfigError{Key: "server.tls_cert_file", Msg: "tls_cert_file and tls_key_file go together"}
@@ -518,6 +550,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Verify.Concurrency < 1 || c.Verify.Concurrency > 64 {
 		return &ConfigError{Key: "verify.concurrency", Msg: "must be between 1 and 64"}
+	}
+	if c.Verify.TrustedReadWindow < 0 {
+		return &ConfigError{Key: "verify.trusted_read_window", Msg: "must not be negative (0 hashes every full read)"}
 	}
 	if c.Verify.BytesPerSecond < 0 {
 		return &ConfigError{Key: "verify.bytes_per_second", Msg: "must not be negative (0 means no cap)"}

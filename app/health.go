@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"artifactstore/internal/lifecycle"
+	"artifactstore/internal/verify"
 	"artifactstore/internal/webhook"
 	"artifactstore/store"
 )
@@ -16,10 +17,12 @@ import (
 // the status "degraded" (the service still serves everything else); a
 // backend that is down makes it "degraded" too; readiness is /readyz.
 type healthDocument struct {
-	Status          string           `json:"status"` // ok, degraded
-	Backends        []backendHealth  `json:"backends"`
-	FailedLocations []store.Location `json:"failed_locations"`
-	FailedTotal     int              `json:"failed_total"`
+	Status          string                  `json:"status"` // ok, degraded
+	Backends        []backendHealth         `json:"backends"`
+	FailedLocations []verify.FailedLocation `json:"failed_locations"` // each with what to do
+	// Action is the operator's next step when locations failed.
+	Action      string `json:"action,omitempty"`
+	FailedTotal int    `json:"failed_total"`
 	// Lifecycle: last gc, retention and event pruning runs, and deletes
 	// decided but not yet confirmed by a backend.
 	Lifecycle *lifecycle.Status `json:"lifecycle,omitempty"`
@@ -62,9 +65,13 @@ func (s *Service) health(ctx context.Context) (*healthDocument, error) {
 	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	down := s.Registry.Health(hctx)
 	cancel()
-	doc := &healthDocument{Status: "ok", FailedLocations: failed, FailedTotal: total}
-	if doc.FailedLocations == nil {
-		doc.FailedLocations = []store.Location{}
+	described, err := verify.Describe(ctx, s.Store, failed)
+	if err != nil {
+		return nil, err
+	}
+	doc := &healthDocument{Status: "ok", FailedLocations: described, FailedTotal: total}
+	if total > 0 {
+		doc.Action = "failed locations are never served; republish the packages holding their content (artifactstore push) or restore the objects from a copy, then run artifactstore verify; see docs/OPERATOR.md, \"Verification failed, what now\""
 	}
 	if total > 0 || len(down) > 0 {
 		doc.Status = "degraded"

@@ -18,6 +18,7 @@ import (
 	"artifactstore/backends"
 	"artifactstore/backends/local"
 	"artifactstore/backends/s3"
+	"artifactstore/internal/cleanup"
 	"artifactstore/internal/lifecycle"
 	"artifactstore/internal/registry"
 	"artifactstore/internal/verify"
@@ -132,6 +133,8 @@ func NewService(ctx context.Context, cfg *Config, log *slog.Logger) (*Service, e
 		SessionTTL: cfg.Server.UploadSessionTTL,
 		MaxFiles:   cfg.Server.MaxFilesPerPackage,
 		Logger:     log,
+
+		TrustVerifiedFor: cfg.Verify.TrustedReadWindow,
 	})
 	// No client of an earlier process can finish its upload session: the
 	// process that staged the bytes is gone. Drop them all, so a crash
@@ -182,6 +185,10 @@ func NewService(ctx context.Context, cfg *Config, log *slog.Logger) (*Service, e
 		AnonymousRead:        cfg.Auth.AnonymousRead,
 		MaxConcurrentUploads: cfg.Server.MaxConcurrentUploads,
 		BodyReadTimeout:      cfg.Server.BodyReadTimeout,
+		MinBodyRate:          cfg.Server.MinBodyRate,
+		BodyRateWindow:       cfg.Server.BodyRateWindow,
+		FormMemoryBytes:      cfg.Server.FormMemoryBytes,
+		MaxFiles:             cfg.Server.MaxFilesPerPackage,
 		Deleter:              life,
 		ProducerDelete:       cfg.Auth.ProducerDelete,
 		Events:               st,
@@ -224,14 +231,42 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	// Live event streams never finish on their own; end them at shutdown.
 	srv.RegisterOnShutdown(s.API.StopStreams)
+	// Open every listener before starting anything, so a failure here
+	// leaves nothing running.
 	adminLn, err := listenAdmin(s.Config.AdminSocket())
 	if err != nil {
+		ln.Close()
 		return err
 	}
-	adminSrv := &http.Server{Handler: s.AdminHandler(), BaseContext: srv.BaseContext, ErrorLog: srv.ErrorLog, ReadHeaderTimeout: srv.ReadHeaderTimeout}
 	defer os.Remove(s.Config.AdminSocket())
+	var lln net.Listener
+	if addr := s.Config.Server.LocalListen; addr != "" {
+		if lln, err = net.Listen("tcp", addr); err != nil {
+			adminLn.Close()
+			ln.Close()
+			return fmt.Errorf("listen on %s (server.local_listen): %w", addr, err)
+		}
+	}
+	adminSrv := &http.Server{Handler: s.AdminHandler(), BaseContext: srv.BaseContext, ErrorLog: srv.ErrorLog, ReadHeaderTimeout: srv.ReadHeaderTimeout}
 	go adminSrv.Serve(adminLn)
-	go s.sweepLoop(baseCtx)
+	sweepDone := make(chan struct{})
+	go func() {
+		defer close(sweepDone)
+		s.sweepLoop(baseCtx)
+	}()
+	// Leftovers of an earlier process (spool files, incomplete writes)
+	// go now and, should any appear later, every cleanup.interval.
+	cleanupDone := make(chan struct{})
+	go func() {
+		defer close(cleanupDone)
+		cleanup.New(cleanup.Options{
+			Interval:           s.Config.Cleanup.Interval,
+			IncompleteWriteAge: s.Config.Cleanup.IncompleteWriteAge,
+			Spool:              s.API.SweepSpool,
+			Backends:           s.Backends,
+			Logger:             s.Log,
+		}).Loop(baseCtx)
+	}()
 	verifyDone := make(chan struct{})
 	go func() {
 		defer close(verifyDone)
@@ -261,11 +296,7 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 		}
 	}()
 	var localSrv *http.Server
-	if addr := s.Config.Server.LocalListen; addr != "" {
-		lln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("listen on %s (server.local_listen): %w", addr, err)
-		}
+	if lln != nil {
 		localSrv = &http.Server{Handler: s.API, ReadHeaderTimeout: srv.ReadHeaderTimeout, IdleTimeout: srv.IdleTimeout,
 			BaseContext: srv.BaseContext, ErrorLog: srv.ErrorLog}
 		go localSrv.Serve(lln)
@@ -275,9 +306,14 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	if err := sdNotify("READY=1"); err != nil {
 		s.Log.Warn("systemd readiness notification failed", "err", err)
 	}
+	// Whether ctx ends or the API server fails (a bad certificate, a
+	// closed listener), everything started above is stopped before Serve
+	// returns.
+	var serveErr error
 	select {
-	case err := <-errc:
-		return err
+	case serveErr = <-errc:
+		s.Log.Error("API server failed; shutting down", "err", serveErr)
+		ln.Close() // ServeTLS returns without closing it when the certificate is bad
 	case <-ctx.Done():
 	}
 	s.Log.Info("shutting down", "timeout", s.Config.Server.ShutdownTimeout.String())
@@ -298,14 +334,20 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 		localSrv.Shutdown(sctx)
 		localSrv.Close()
 	}
-	// Stop the scheduler; an interrupted run resumes at the next start.
+	// Stop the scheduler and the sweeper; an interrupted verification run
+	// resumes at the next start.
 	cancelRequests()
 	<-verifyDone
+	<-sweepDone
+	<-cleanupDone
 	<-lifecycleDone
 	<-webhooksDone // delivery positions are saved
 	// Sessions of cancelled uploads are dropped with their staged data.
 	if _, serr := s.Registry.SweepSessions(context.WithoutCancel(ctx), true); serr != nil {
 		s.Log.Warn("dropping open upload sessions at shutdown failed", "err", serr)
+	}
+	if serveErr != nil {
+		return serveErr
 	}
 	return err
 }

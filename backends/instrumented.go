@@ -52,6 +52,10 @@ type instrumented struct {
 	m *Metrics
 }
 
+// Unwrap returns the wrapped backend, so optional interfaces it implements
+// (IncompleteWriter) stay reachable.
+func (i *instrumented) Unwrap() Backend { return i.Backend }
+
 func errKind(err error) string {
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -82,6 +86,16 @@ func (i *instrumented) Put(ctx context.Context, d digest.Digest, size int64, bod
 	start := time.Now()
 	err := i.Backend.Put(ctx, d, size, body)
 	i.observe("put", start, err)
+	if err == nil {
+		i.m.bytes.WithLabelValues(i.Backend.ID(), "write").Add(float64(size))
+	}
+	return err
+}
+
+func (i *instrumented) Replace(ctx context.Context, d digest.Digest, size int64, body io.Reader) error {
+	start := time.Now()
+	err := i.Backend.Replace(ctx, d, size, body)
+	i.observe("replace", start, err)
 	if err == nil {
 		i.m.bytes.WithLabelValues(i.Backend.ID(), "write").Add(float64(size))
 	}

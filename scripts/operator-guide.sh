@@ -150,6 +150,28 @@ grep '^artifactstore_storage_locations{backend="rgw",status="verified"} 1' "$ROO
 grep '^artifactstore_verification_overruns_total{backend="rgw",mode="deep"} ' "$ROOT/metrics.txt"
 grep '^artifactstore_verification_last_success_timestamp_seconds{backend="rgw",mode="quick"} ' "$ROOT/metrics.txt"
 
+step "11. Troubleshooting (OPERATOR.md section 13): the object deleted from RGW behind the service's back"
+SHA=$(sha256sum "$ROOT/app.tar.gz" | cut -d' ' -f1)
+s3req DELETE "/$BUCKET/artifacts/sha256/${SHA:0:2}/${SHA:2:2}/$SHA"
+code=0
+"$AS" verify --config "$CFG" >"$ROOT/verify-failed.txt" || code=$?
+cat "$ROOT/verify-failed.txt"
+[[ $code == 1 ]] || { echo "verify exited $code after the delete, want 1" >&2; exit 1; }
+grep -q "FAILED missing sha256:$SHA on rgw" "$ROOT/verify-failed.txt"
+grep -q "what to do: .*republish first@1.0.0" "$ROOT/verify-failed.txt"
+curl -fsS -H "$AUTH" "$URL/v1/health" | grep -q '"status": "degraded"'
+got=$(curl -sS -o /dev/null -w '%{http_code}' -H "$AUTH" "$URL/v1/packages/first/1.0.0/files/dist/app.tar.gz")
+[[ $got == 503 ]] || { echo "GET of the deleted object answered $got, want 503" >&2; exit 1; }
+echo "republish with the same command as step 7"
+curl -fsS -H "$AUTH" -F 'manifest={"name":"first","version":"1.0.0","producer":"ops","retention_class":"release"}' \
+	-F "file=@$ROOT/app.tar.gz;filename=dist/app.tar.gz" "$URL/v1/packages" >/dev/null
+"$AS" verify --config "$CFG"
+curl -fsS -H "$AUTH" "$URL/v1/events?after=0&limit=1000" | grep -q '"type": *"v1.storage.location_repaired"'
+curl -fsS -H "$AUTH" "$URL/v1/health" | grep -q '"status": "ok"'
+curl -fsS -H "$AUTH" -o "$ROOT/fetched-again.tar.gz" "$URL/v1/packages/first/1.0.0/files/dist/app.tar.gz"
+cmp "$ROOT/app.tar.gz" "$ROOT/fetched-again.tar.gz"
+echo "repaired and verified"
+
 for secret in "$RGW_SECRET" "$TOKEN"; do
 	if grep -q -- "$secret" "$ROOT/serve.log"; then
 		fail "the service log contains a secret"

@@ -65,6 +65,12 @@ type Store struct {
 	// writer, and it evicts entries when it deletes them.
 	sessions sync.Map // id -> *Session
 	tokens   sync.Map // id -> Token
+	// tokenGen counts revocations (under tokenMu), so a token read from
+	// the database before a revoke is not cached after it.
+	tokenMu  sync.Mutex
+	tokenGen uint64
+	// testHookTokenRead runs between an uncached token read and caching it.
+	testHookTokenRead func()
 	// events wakes readers of the event log after each commit (events.go).
 	events eventSignal
 }

@@ -119,6 +119,9 @@ func (s *Store) Authenticate(ctx context.Context, presented string) (*Token, err
 	if v, ok := s.tokens.Load(id); ok {
 		t = v.(Token)
 	} else {
+		s.tokenMu.Lock()
+		gen := s.tokenGen
+		s.tokenMu.Unlock()
 		err = s.db.View(func(tx *bolt.Tx) error {
 			v := tx.Bucket(bucketTokens).Get([]byte(id))
 			if v == nil {
@@ -126,9 +129,16 @@ func (s *Store) Authenticate(ctx context.Context, presented string) (*Token, err
 			}
 			return decode(v, &t)
 		})
-		if err == nil {
+		if s.testHookTokenRead != nil {
+			s.testHookTokenRead()
+		}
+		// A revoke that committed after our read bumped tokenGen: then the
+		// record may be gone already, and caching it would revive it.
+		s.tokenMu.Lock()
+		if err == nil && s.tokenGen == gen {
 			s.tokens.Store(id, t)
 		}
+		s.tokenMu.Unlock()
 	}
 	// Hash even when the id is unknown, so timing does not tell ids apart.
 	sum := sha256.Sum256([]byte(sec))
@@ -174,6 +184,9 @@ func (s *Store) RevokeToken(ctx context.Context, id string) error {
 		}
 		return b.Delete([]byte(id))
 	})
+	s.tokenMu.Lock()
+	s.tokenGen++
 	s.tokens.Delete(id)
+	s.tokenMu.Unlock()
 	return err
 }

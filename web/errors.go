@@ -46,11 +46,7 @@ func classify(err error) *apiError {
 	}
 	e := func(status int, code string) *apiError { return newErr(status, code, err.Error()) }
 	if errors.As(err, &bre) && !errors.Is(err, digest.ErrSizeMismatch) {
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return e(http.StatusRequestTimeout, "body_timeout")
-		}
-		return e(http.StatusBadRequest, "body_read_failed")
+		return bodyError(err)
 	}
 	var be *registry.BackendError
 	backend := ""
@@ -100,6 +96,20 @@ func classify(err error) *apiError {
 		out.Backend = backend // the backend is at fault only for server-side failures
 	}
 	return out
+}
+
+// bodyError maps a failure reading a request body. The message never
+// carries the underlying network error, which names socket addresses.
+func bodyError(err error) *apiError {
+	var sb *slowBodyError
+	if errors.As(err, &sb) {
+		return newErr(http.StatusRequestTimeout, "body_timeout", sb.Error())
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return newErr(http.StatusRequestTimeout, "body_timeout", "the request body stalled (server.body_read_timeout)")
+	}
+	return newErr(http.StatusBadRequest, "body_read_failed", "reading the request body failed: the client closed or reset the connection")
 }
 
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {

@@ -2,29 +2,20 @@ package web
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 
 	"artifactstore/internal/digest"
 	"artifactstore/internal/manifest"
 )
-
-// formMeta is the "manifest" part of a one-request publish: everything but
-// the files, which follow as parts of their own.
-type formMeta struct {
-	Name           string            `json:"name"`
-	Version        string            `json:"version"`
-	Producer       string            `json:"producer"`
-	RetentionClass string            `json:"retention_class"`
-	Labels         map[string]string `json:"labels,omitempty"`
-}
 
 type spooled struct {
 	file   manifest.File
@@ -44,31 +35,49 @@ type spooled struct {
 // temporary file), then published through the same begin/upload/commit
 // steps as the staged protocol, all or nothing.
 func (s *Server) publishForm(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+	if r.ContentLength > s.opts.MaxBodyBytes {
+		s.fail(w, r, &http.MaxBytesError{Limit: s.opts.MaxBodyBytes})
+		return
+	}
 	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "multipart/form-data" || params["boundary"] == "" {
 		s.fail(w, r, newErr(http.StatusUnsupportedMediaType, "unsupported_media_type",
 			"a one-request publish is multipart/form-data with a manifest part and file parts; use /v1/uploads for the staged protocol"))
 		return
 	}
+	// A form is an upload like any other: it takes one of the slots.
+	release, ok := s.takeUploadSlot(w, r)
+	if !ok {
+		return
+	}
+	defer release()
+	counted, _ := r.Body.(*countingBody)
+	r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+	// What the form holds in memory is charged to this request (at most
+	// memSpoolBudget) and to every form together (server.form_memory_bytes).
+	mem := &formMemory{global: s.formMem, left: memSpoolBudget}
+	defer mem.release()
+	buf := spoolBufs.Get().(*[]byte)
+	defer spoolBufs.Put(buf)
+
+	fail := func(err error) { s.fail(w, r, formError(r, counted, err)) }
 	mr := multipart.NewReader(r.Body, params["boundary"])
 	var files []*spooled
 	defer func() {
 		for _, f := range files {
 			if f.tmp != "" {
-				os.Remove(f.tmp)
+				s.spool.remove(f.tmp)
 			}
 		}
 	}()
-	var meta *formMeta
-	memBudget := int64(memSpoolBudget)
+	var meta *manifest.Manifest
 	for {
 		part, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			s.fail(w, r, badForm(err))
+			fail(err)
 			return
 		}
 		switch part.FormName() {
@@ -77,15 +86,14 @@ func (s *Server) publishForm(w http.ResponseWriter, r *http.Request) {
 				s.fail(w, r, newErr(http.StatusBadRequest, manifest.CodeInvalidJSON, "more than one manifest part"))
 				return
 			}
-			meta = &formMeta{}
-			dec := json.NewDecoder(io.LimitReader(part, s.opts.MaxManifestBytes))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(meta); err != nil {
-				s.fail(w, r, newErr(http.StatusBadRequest, manifest.CodeInvalidJSON, "malformed manifest part (at most server.max_manifest_bytes): "+err.Error()))
-				return
-			}
-			if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-				s.fail(w, r, newErr(http.StatusBadRequest, manifest.CodeInvalidJSON, "unexpected data after the manifest JSON object"))
+			// The same strict decoding as POST /v1/uploads, without files.
+			meta, err = manifest.DecodeHeader(part, s.opts.MaxManifestBytes)
+			if err != nil {
+				var me *manifest.Error
+				if errors.As(err, &me) {
+					me.Field = strings.TrimSuffix("manifest part: "+me.Field, ": ")
+				}
+				fail(err)
 				return
 			}
 			// Refuse before a single file byte is spooled.
@@ -97,18 +105,27 @@ func (s *Server) publishForm(w http.ResponseWriter, r *http.Request) {
 				s.fail(w, r, newErr(http.StatusBadRequest, "invalid_form", "the manifest part must come before the file parts"))
 				return
 			}
+			if s.opts.MaxFiles > 0 && len(files) >= s.opts.MaxFiles {
+				s.fail(w, r, &manifest.Error{Code: manifest.CodeTooManyFiles, Field: "files",
+					Message: fmt.Sprintf("more than %d file parts (server.max_files_per_package)", s.opts.MaxFiles)})
+				return
+			}
 			name := rawFilename(part)
 			if err := manifest.ValidatePath(name); err != nil {
 				err.Field = "file part filename"
 				s.fail(w, r, err)
 				return
 			}
-			sp, err := s.spool(part, name, &memBudget)
+			if err := mem.take(int64(len(name)) + fileOverhead); err != nil {
+				s.fail(w, r, err)
+				return
+			}
+			sp, err := s.spoolPart(part, name, mem, *buf)
 			if sp != nil {
 				files = append(files, sp)
 			}
 			if err != nil {
-				s.fail(w, r, badForm(err))
+				fail(err)
 				return
 			}
 		default:
@@ -116,12 +133,21 @@ func (s *Server) publishForm(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// The closing boundary must also be the end of the body: a body that
+	// ends before its declared Content-Length is cut short, not complete.
+	if n, err := io.Copy(io.Discard, io.LimitReader(r.Body, maxEpilogue+1)); err != nil {
+		fail(err)
+		return
+	} else if n > maxEpilogue {
+		s.fail(w, r, newErr(http.StatusBadRequest, "invalid_form", fmt.Sprintf("more than %d bytes after the closing boundary", maxEpilogue)))
+		return
+	}
 	if meta == nil {
 		s.fail(w, r, newErr(http.StatusBadRequest, "invalid_form", "no manifest part"))
 		return
 	}
-	m := &manifest.Manifest{Name: meta.Name, Version: meta.Version, Producer: meta.Producer,
-		RetentionClass: meta.RetentionClass, Labels: meta.Labels, Files: []manifest.File{}}
+	m := meta
+	m.Files = []manifest.File{}
 	for _, f := range files {
 		m.Files = append(m.Files, f.file)
 	}
@@ -181,31 +207,37 @@ func (s *Server) uploadSpooled(r *http.Request, id string, f *spooled) error {
 
 // Small file parts are kept in memory instead of a temporary file (small
 // files are the common case of a one-request publish): each up to
-// memSpoolMax, together at most memSpoolBudget per request.
+// memSpoolMax, together at most memSpoolBudget per request, and only while
+// server.form_memory_bytes has room; otherwise they are spooled to disk.
+// fileOverhead is what one file's bookkeeping is charged besides its path
+// (its record, hasher and multipart part), so a form of many tiny parts
+// is bounded too. maxEpilogue is how much may follow the closing boundary.
 const (
 	memSpoolMax    = 256 << 10
 	memSpoolBudget = 8 << 20
+	fileOverhead   = 512
+	maxEpilogue    = 1 << 10
 )
 
-// spool hashes a file part, keeping it in memory when it is small and in a
-// temporary file under SpoolDir otherwise.
-func (s *Server) spool(part io.Reader, path string, budget *int64) (*spooled, error) {
+// spoolBufs are the per-request read buffers of form parts.
+var spoolBufs = sync.Pool{New: func() any { b := make([]byte, memSpoolMax+1); return &b }}
+
+// spoolPart hashes a file part, keeping it in memory when it is small and
+// memory is granted, and in a temporary file under SpoolDir otherwise.
+func (s *Server) spoolPart(part io.Reader, path string, mem *formMemory, buf []byte) (*spooled, error) {
 	h := digest.NewHasher()
-	head, err := io.ReadAll(io.LimitReader(part, memSpoolMax+1))
-	if err != nil {
+	n0, err := io.ReadFull(part, buf)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
+	head := buf[:n0]
 	sp := &spooled{}
-	n := int64(len(head))
-	if n <= memSpoolMax && n <= *budget {
-		*budget -= n
-		sp.mem = head
+	n := int64(n0)
+	if n <= memSpoolMax && mem.take(n) == nil {
+		sp.mem = bytes.Clone(head)
 		h.Write(head)
 	} else {
-		if err := os.MkdirAll(s.opts.SpoolDir, 0o750); err != nil {
-			return nil, err
-		}
-		tmp, err := os.CreateTemp(s.opts.SpoolDir, "form-*")
+		tmp, err := s.spool.create()
 		if err != nil {
 			return nil, err
 		}
@@ -214,7 +246,7 @@ func (s *Server) spool(part io.Reader, path string, budget *int64) (*spooled, er
 		_, err = w.Write(head)
 		if err == nil {
 			var rest int64
-			rest, err = io.CopyBuffer(w, part, make([]byte, 1<<20))
+			rest, err = io.CopyBuffer(w, part, buf)
 			n += rest
 		}
 		if cerr := tmp.Close(); err == nil {
@@ -240,10 +272,27 @@ func rawFilename(p *multipart.Part) string {
 	return strings.TrimSpace(params["filename"])
 }
 
-func badForm(err error) error {
+// formError maps a failure reading the form body: a cut-off or stalled
+// body is 408 body_timeout, a body that ends before its Content-Length is
+// size_mismatch, a body over the limit is 413; the messages never carry
+// socket addresses.
+func formError(r *http.Request, counted *countingBody, err error) error {
 	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
+	var me *manifest.Error
+	var ae *apiError
+	if errors.As(err, &mbe) || errors.As(err, &me) || errors.As(err, &ae) {
 		return err
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return bodyError(err)
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) && r.ContentLength >= 0 && counted != nil && counted.bytesRead() < r.ContentLength {
+		return newErr(http.StatusBadRequest, "size_mismatch", fmt.Sprintf("the body ended after %d of its %d bytes (Content-Length); nothing was stored", counted.bytesRead(), r.ContentLength))
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		return bodyError(err)
 	}
 	return newErr(http.StatusBadRequest, "invalid_form", "malformed multipart body: "+err.Error())
 }

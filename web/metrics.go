@@ -1,8 +1,6 @@
 package web
 
 import (
-	"io"
-	"net/http"
 	"strconv"
 	"time"
 
@@ -57,23 +55,4 @@ func (m *httpMetrics) observe(route, method string, code int, in, out int64, d t
 	m.duration.WithLabelValues(route, method).Observe(d.Seconds())
 	m.received.WithLabelValues(route).Add(float64(in))
 	m.sent.WithLabelValues(route).Add(float64(out))
-}
-
-// countingBody counts request body bytes actually read, and before every
-// read gives the client at most idle to deliver the next bytes, so a slow
-// or stalled client cannot hold a connection (and an upload slot) forever.
-type countingBody struct {
-	io.ReadCloser
-	n    int64
-	rc   *http.ResponseController
-	idle time.Duration
-}
-
-func (c *countingBody) Read(p []byte) (int, error) {
-	if c.rc != nil && c.idle > 0 {
-		c.rc.SetReadDeadline(time.Now().Add(c.idle))
-	}
-	n, err := c.ReadCloser.Read(p)
-	c.n += int64(n)
-	return n, err
 }

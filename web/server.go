@@ -53,11 +53,28 @@ type Options struct {
 	Auth Authenticator
 	// AnonymousRead lets requests without a token use read endpoints.
 	AnonymousRead bool
-	// MaxConcurrentUploads bounds uploads in flight; 0 means 64.
+	// MaxConcurrentUploads bounds uploads in flight, staged blob uploads
+	// and one-request form publishes together; 0 means 64.
 	MaxConcurrentUploads int
 	// BodyReadTimeout cuts off a client whose request body stalls longer
 	// than this between reads; 0 means 60s.
 	BodyReadTimeout time.Duration
+	// MinBodyRate is the least a client must send of a request body, in
+	// bytes per second of waiting for it, measured over BodyRateWindow;
+	// 0 turns the rate check off. A slower body is cut off (408), and
+	// when the upload slots are full its slot goes to a new upload once
+	// it has lagged for lagGrace(BodyRateWindow).
+	MinBodyRate int64
+	// BodyRateWindow is the span MinBodyRate is measured over; 0 means 30s.
+	BodyRateWindow time.Duration
+	// MaxFiles bounds the file parts of a one-request publish, so a form
+	// is refused at the first part too many (server.max_files_per_package);
+	// 0 means no bound here (the registry still checks).
+	MaxFiles int
+	// FormMemoryBytes bounds the memory all one-request form publishes
+	// together may hold (small file parts and per-file bookkeeping);
+	// beyond it parts go to the spool directory. 0 means 64 MiB.
+	FormMemoryBytes int64
 	// Deleter deletes packages; nil answers 501 to deletes.
 	Deleter PackageDeleter
 	// ProducerDelete lets a publish token of a package's producer delete
@@ -79,8 +96,10 @@ type Server struct {
 	log     *slog.Logger
 	mux     *http.ServeMux
 	metrics *httpMetrics
-	uploads chan struct{} // semaphore of uploads in flight
-	streams streams       // live event streams (stream.go)
+	uploads *uploadSlots
+	formMem *memBudget // shared by all form publishes
+	spool   *spoolDir
+	streams streams // live event streams (stream.go)
 }
 
 // New builds the API handler.
@@ -100,6 +119,12 @@ func New(reg Registry, opts Options) *Server {
 	if opts.BodyReadTimeout <= 0 {
 		opts.BodyReadTimeout = time.Minute
 	}
+	if opts.BodyRateWindow <= 0 {
+		opts.BodyRateWindow = 30 * time.Second
+	}
+	if opts.FormMemoryBytes <= 0 {
+		opts.FormMemoryBytes = 64 << 20
+	}
 	if opts.MaxEventStreams <= 0 {
 		opts.MaxEventStreams = 256
 	}
@@ -107,7 +132,8 @@ func New(reg Registry, opts Options) *Server {
 		opts.StreamKeepalive = 15 * time.Second
 	}
 	s := &Server{reg: reg, opts: opts, log: opts.Logger, mux: http.NewServeMux(), metrics: newHTTPMetrics(opts.Metrics),
-		uploads: make(chan struct{}, opts.MaxConcurrentUploads),
+		uploads: newUploadSlots(opts.MaxConcurrentUploads, lagGrace(opts.BodyRateWindow)),
+		formMem: &memBudget{left: opts.FormMemoryBytes}, spool: newSpoolDir(opts.SpoolDir),
 		streams: streams{stop: make(chan struct{}), sem: make(chan struct{}, opts.MaxEventStreams)}}
 	s.routes()
 	return s
@@ -158,7 +184,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = r.WithContext(logctx.With(r.Context(), log))
 	w.Header().Set("X-Request-Id", id)
 	rw := &recorder{ResponseWriter: w, status: http.StatusOK}
-	body := &countingBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: s.opts.BodyReadTimeout}
+	body := &countingBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: s.opts.BodyReadTimeout,
+		minRate: s.opts.MinBodyRate, window: s.opts.BodyRateWindow}
 	r.Body = body
 	s.metrics.inFlight.Inc()
 	if !cleanPath(r.URL.Path) {
@@ -168,9 +195,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.inFlight.Dec()
 	took := time.Since(start)
-	s.metrics.observe(r.Pattern, r.Method, rw.status, body.n, rw.n, took)
+	in := body.bytesRead()
+	s.metrics.observe(r.Pattern, r.Method, rw.status, in, rw.n, took)
 	log.Info("access", "method", r.Method, "path", r.URL.Path, "route", r.Pattern, "status", rw.status,
-		"bytes_in", body.n, "bytes_out", rw.n, "duration_ms", took.Milliseconds(),
+		"bytes_in", in, "bytes_out", rw.n, "duration_ms", took.Milliseconds(),
 		"remote", r.RemoteAddr)
 }
 
@@ -221,21 +249,30 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
+// readyz answers whether the database and every backend can serve. It
+// names a backend that is down and nothing more: the probe needs no token,
+// so error texts (endpoints, bucket names) go to the log and to the
+// authenticated GET /v1/health. Backend health comes from the registry's
+// short-lived cache, so a flood of probes does not become a flood of
+// backend requests.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
+	log := loggerFrom(ctx, s.log)
 	body := map[string]any{"status": "ready"}
 	status := http.StatusOK
 	if s.opts.Ready != nil {
 		if err := s.opts.Ready(ctx); err != nil {
+			log.Warn("readiness: database not ready", "err", err)
 			status = http.StatusServiceUnavailable
 			body["status"] = "not_ready"
-			body["database"] = err.Error()
+			body["database"] = "unavailable"
 		}
 	}
 	down := map[string]string{}
 	for id, err := range s.reg.Health(ctx) {
-		down[id] = err.Error()
+		log.Warn("readiness: backend down", "backend", id, "err", err)
+		down[id] = "down"
 	}
 	if len(down) > 0 {
 		status = http.StatusServiceUnavailable
@@ -243,6 +280,20 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		body["backends_down"] = down
 	}
 	writeJSON(w, status, body)
+}
+
+// takeUploadSlot holds one of server.max_concurrent_uploads until the
+// request ends, or answers 503 too_many_uploads.
+func (s *Server) takeUploadSlot(w http.ResponseWriter, r *http.Request) (release func(), ok bool) {
+	body, _ := r.Body.(*countingBody)
+	slot, ok := s.uploads.acquire(body)
+	if !ok {
+		w.Header().Set("Retry-After", "1")
+		s.fail(w, r, newErr(http.StatusServiceUnavailable, "too_many_uploads",
+			fmt.Sprintf("%d uploads are in flight (server.max_concurrent_uploads); retry shortly", s.uploads.max)))
+		return nil, false
+	}
+	return func() { s.uploads.release(slot) }, true
 }
 
 // beginResponse answers POST /v1/uploads.
@@ -256,6 +307,9 @@ type beginResponse struct {
 	UploadURL    string                `json:"upload_url,omitempty"`
 	CommitURL    string                `json:"commit_url,omitempty"`
 	Package      *packageJSON          `json:"package,omitempty"`
+	// Repair: the package exists, but content listed in needed failed
+	// verification on this backend; uploading it rewrites the objects.
+	Repair bool `json:"repair,omitempty"`
 }
 
 func (s *Server) begin(w http.ResponseWriter, r *http.Request) {
@@ -292,7 +346,7 @@ func (s *Server) begin(w http.ResponseWriter, r *http.Request) {
 	exp := res.Session.ExpiresAt
 	writeJSON(w, http.StatusCreated, beginResponse{
 		Status: "open", UploadID: id, ExpiresAt: &exp, Backend: res.Backend,
-		Needed: res.Needed, SkippedBytes: res.SkippedBytes,
+		Needed: res.Needed, SkippedBytes: res.SkippedBytes, Repair: res.Repair,
 		UploadURL: "/v1/uploads/" + id + "/blobs/{digest}",
 		CommitURL: "/v1/uploads/" + id + "/commit",
 	})
@@ -303,15 +357,11 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	if !ok || !s.mayPublishAs(w, r, producer) {
 		return
 	}
-	select {
-	case s.uploads <- struct{}{}:
-		defer func() { <-s.uploads }()
-	default:
-		w.Header().Set("Retry-After", "1")
-		s.fail(w, r, newErr(http.StatusServiceUnavailable, "too_many_uploads",
-			fmt.Sprintf("%d uploads are in flight (server.max_concurrent_uploads); retry shortly", cap(s.uploads))))
+	release, ok := s.takeUploadSlot(w, r)
+	if !ok {
 		return
 	}
+	defer release()
 	d, err := digest.Parse(r.PathValue("digest"))
 	if err != nil {
 		s.fail(w, r, err)
@@ -484,7 +534,14 @@ func (s *Server) serveContent(w http.ResponseWriter, r *http.Request, d digest.D
 	h := w.Header()
 	h.Set("ETag", etag)
 	h.Set("Accept-Ranges", "bytes")
-	h.Set("Cache-Control", "public, max-age=31536000, immutable")
+	// Content under a digest never changes, but unless anyone may read it a
+	// shared cache must not hand it to a client without a token.
+	if s.opts.AnonymousRead {
+		h.Set("Cache-Control", "public, max-age=31536000, immutable")
+	} else {
+		h.Set("Cache-Control", "private, max-age=31536000, immutable")
+		h.Add("Vary", "Authorization")
+	}
 	if raw, err := hex.DecodeString(d.Hex); err == nil {
 		h.Set("Repr-Digest", "sha-256=:"+base64.StdEncoding.EncodeToString(raw)+":")
 	}
@@ -493,6 +550,10 @@ func (s *Server) serveContent(w http.ResponseWriter, r *http.Request, d digest.D
 		return
 	}
 	off, n, status := int64(0), size, http.StatusOK
+	if len(r.Header.Values("Range")) > 1 {
+		s.fail(w, r, newErr(http.StatusBadRequest, "invalid_range", "more than one Range header; send one Range with one byte range"))
+		return
+	}
 	rangeHdr := r.Header.Get("Range")
 	if ir := r.Header.Get("If-Range"); ir != "" && ir != etag {
 		rangeHdr = ""

@@ -4,10 +4,7 @@
 package manifest
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"path"
 	"regexp"
@@ -29,7 +26,10 @@ const (
 	MaxLabelKeyLen   = 63
 	MaxLabelValueLen = 256
 	MaxPathLen       = 1024
-	MaxMediaTypeLen  = 255
+	// MaxSegmentLen is the longest path segment: NAME_MAX of common file
+	// systems, so every published path can be written by a pull.
+	MaxSegmentLen   = 255
+	MaxMediaTypeLen = 255
 )
 
 // Stable error codes, shared with the HTTP API.
@@ -88,25 +88,6 @@ type Manifest struct {
 	RetentionClass string            `json:"retention_class"`
 	Labels         map[string]string `json:"labels,omitempty"`
 	Files          []File            `json:"files"`
-}
-
-// Decode reads one JSON manifest of at most maxBytes bytes, rejecting unknown
-// fields and trailing data. It does not validate the content; call Validate.
-func Decode(r io.Reader, maxBytes int64) (*Manifest, error) {
-	lr := &io.LimitedReader{R: r, N: maxBytes + 1}
-	dec := json.NewDecoder(lr)
-	dec.DisallowUnknownFields()
-	var m Manifest
-	if err := dec.Decode(&m); err != nil {
-		if lr.N <= 0 {
-			return nil, errf(CodeInvalidJSON, "", "manifest is larger than %d bytes", maxBytes)
-		}
-		return nil, errf(CodeInvalidJSON, "", "malformed manifest JSON: %v", err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, errf(CodeInvalidJSON, "", "unexpected data after the manifest JSON object")
-	}
-	return &m, nil
 }
 
 // Validate checks every field, fills in default media types and sorts files
@@ -274,7 +255,7 @@ func ValidateLabel(k, v string) *Error {
 
 // ValidatePath checks a file path inside a package: relative, '/'-separated,
 // no empty, '.' or '..' segments, no backslash, NUL or control characters,
-// valid UTF-8, at most 1024 bytes.
+// valid UTF-8, at most 1024 bytes and at most 255 bytes per segment.
 func ValidatePath(p string) *Error {
 	bad := func(why string) *Error { return errf(CodeInvalidPath, "path", "%q %s", clip(p), why) }
 	switch {
@@ -302,6 +283,9 @@ func ValidatePath(p string) *Error {
 			return bad("has an empty segment")
 		case ".", "..":
 			return bad("contains a '.' or '..' segment")
+		}
+		if len(seg) > MaxSegmentLen {
+			return errf(CodeInvalidPath, "path", "has a segment of %d bytes; at most %d bytes per segment (a file name) are allowed", len(seg), MaxSegmentLen)
 		}
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"io/fs"
 	"math/rand/v2"
 	"net/http"
@@ -59,9 +60,12 @@ func TestCrashTrialsLeaveNothing(t *testing.T) {
 	})
 }
 
-// leftoverCrashTrials runs the kill -9 trials against one backend, each killing
-// the service between minRun and twice that after its start. incomplete,
-// if set, lists the backend's incomplete uploads.
+// leftoverCrashTrials runs the kill -9 trials against one backend. Each
+// trial kills the service once at least one publish of the trial was
+// answered (so every trial has answered commits to check, however slow
+// the machine is) and at least minRun has passed, plus up to minRun more,
+// while the other publishers are mid-flight. incomplete, if set, lists
+// the backend's incomplete uploads.
 func leftoverCrashTrials(t *testing.T, dir, backendYAML, backendID string, trials int, minRun time.Duration, incomplete func() []string) {
 	const (
 		interval = time.Second
@@ -109,7 +113,30 @@ cleanup:
 		}
 		c := clientFor(p)
 		ctx, cancel := context.WithCancel(context.Background())
+		firstAnswer := make(chan struct{})
+		var once sync.Once
 		var wg sync.WaitGroup
+		// A form that uploads slowly is always being spooled to disk, so
+		// every kill leaves a spool file behind for the next start to find.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				mu.Lock()
+				seq++
+				n := seq
+				mu.Unlock()
+				slowFormPublish(ctx, p, fmt.Sprintf("slowform%d", n), randBytes(uint64(n)+5e6, 1<<20))
+				if incomplete != nil {
+					// And a large upload that is always mid-way (an open
+					// multipart upload) when the kill comes.
+					files := map[string][]byte{"slow.bin": randBytes(uint64(n)+6e6, large)}
+					if br, err := c.Begin(ctx, manifestOf(fmt.Sprintf("slowput%d", n), "1", "ci", "release", files)); err == nil && len(br.Needed) == 1 {
+						c.Upload(ctx, br.UploadID, br.Needed[0].SHA256, br.Needed[0].Size, &throttled{ctx: ctx, r: bytes.NewReader(files["slow.bin"])})
+					}
+				}
+			}
+		}()
 		for w := 0; w < 4; w++ {
 			wg.Add(1)
 			go func() {
@@ -133,9 +160,15 @@ cleanup:
 						mu.Lock()
 						done = append(done, answered{name, files})
 						mu.Unlock()
+						once.Do(func() { close(firstAnswer) })
 					}
 				}
 			}()
+		}
+		select {
+		case <-firstAnswer:
+		case <-time.After(60 * time.Second):
+			t.Fatalf("trial %d: no publish answered within 60s", trial)
 		}
 		time.Sleep(minRun + rand.N(minRun))
 		p.cmd.Process.Signal(syscall.SIGKILL)
@@ -226,6 +259,53 @@ func formPublish(ctx context.Context, p *proc, name string, files map[string][]b
 		return fmt.Errorf("form publish: %s", resp.Status)
 	}
 	return nil
+}
+
+// slowFormPublish sends a one-request publish of one file whose bytes
+// arrive over about a second (above the minimum body rate); its answer
+// does not matter.
+func slowFormPublish(ctx context.Context, p *proc, name string, data []byte) {
+	body, ct := formBody(`{"name":"`+name+`","version":"1","producer":"ci","retention_class":"release"}`, map[string][]byte{"slow.bin": data})
+	pr, pw := io.Pipe()
+	go func() {
+		for off := 0; off < len(body); off += 64 << 10 {
+			if _, err := pw.Write(body[off:min(off+64<<10, len(body))]); err != nil {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				pw.CloseWithError(ctx.Err())
+				return
+			case <-time.After(60 * time.Millisecond):
+			}
+		}
+		pw.Close()
+	}()
+	req, err := http.NewRequestWithContext(ctx, "POST", p.url+"/v1/packages", pr)
+	if err != nil {
+		return
+	}
+	req.ContentLength = int64(len(body))
+	req.Header.Set("Content-Type", ct)
+	req.Header.Set("Authorization", "Bearer "+p.token)
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+	}
+}
+
+// throttled reads 64 KiB at most every 20 ms.
+type throttled struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (t *throttled) Read(p []byte) (int, error) {
+	select {
+	case <-t.ctx.Done():
+		return 0, t.ctx.Err()
+	case <-time.After(20 * time.Millisecond):
+	}
+	return t.r.Read(p[:min(len(p), 64<<10)])
 }
 
 // waitFor polls check until it returns "" or within runs out.

@@ -30,13 +30,20 @@ var (
 	// bucketTokens: token id -> Token (only a hash of the secret). Added
 	// by migration 3.
 	bucketTokens = []byte("tokens")
+	// bucketLocationCounts: backend id \x00 status -> count(8) bytes(8),
+	// big-endian: the locations of each backend by status and their bytes,
+	// kept by putLocation/deleteLocation. Added by migration 4.
+	bucketLocationCounts = []byte("location_counts")
+	// bucketFailedLocations: digest \x00 backend id -> empty, for every
+	// location whose status is a failed verdict. Added by migration 4.
+	bucketFailedLocations = []byte("failed_locations")
 )
 
 var keySchemaVersion = []byte("schema_version")
 
 // allBuckets lists every bucket of the current schema.
 func allBuckets() [][]byte {
-	return append(v1Buckets(), bucketVerifyState, bucketTokens)
+	return append(v1Buckets(), bucketVerifyState, bucketTokens, bucketLocationCounts, bucketFailedLocations)
 }
 
 // v1Buckets are the buckets migration 1 created; never change this list.

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
-	"sort"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -142,32 +141,6 @@ func (s *Store) LocationsOf(ctx context.Context, digests []string) (map[string][
 		return nil
 	})
 	return out, err
-}
-
-func locationsOf(tx *bolt.Tx, digest string) ([]Location, error) {
-	prefix := append([]byte(digest), 0)
-	var locs []Location
-	c := tx.Bucket(bucketLocations).Cursor()
-	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		var l Location
-		if err := decode(v, &l); err != nil {
-			return nil, fmt.Errorf("location %q: %w", k, err)
-		}
-		locs = append(locs, l)
-	}
-	return locs, nil
-}
-
-func getLocation(tx *bolt.Tx, digest, backend string) (*Location, error) {
-	v := tx.Bucket(bucketLocations).Get(joinKey(digest, backend))
-	if v == nil {
-		return nil, nil
-	}
-	var l Location
-	if err := decode(v, &l); err != nil {
-		return nil, fmt.Errorf("location %s on %s: %w", digest, backend, err)
-	}
-	return &l, nil
 }
 
 // GetLocation returns the location of digest on backend, or nil.
@@ -348,59 +321,6 @@ func prevKey(ps []*Package) []byte {
 	return binary.BigEndian.AppendUint64(k, p.Seq)
 }
 
-// BackendUsage is what the registry places on one backend.
-type BackendUsage struct {
-	Backend  string         `json:"backend"`
-	Blobs    int64          `json:"blobs"`
-	Bytes    int64          `json:"bytes"`
-	ByStatus map[string]int `json:"by_status"`
-}
-
-// Usage counts locations and bytes per backend.
-func (s *Store) Usage(ctx context.Context) (map[string]*BackendUsage, error) {
-	out := map[string]*BackendUsage{}
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketLocations).ForEach(func(k, v []byte) error {
-			var l Location
-			if err := decode(v, &l); err != nil {
-				return fmt.Errorf("location %q: %w", k, err)
-			}
-			u := out[l.Backend]
-			if u == nil {
-				u = &BackendUsage{Backend: l.Backend, ByStatus: map[string]int{}}
-				out[l.Backend] = u
-			}
-			u.Blobs++
-			u.Bytes += l.Size
-			u.ByStatus[l.Status]++
-			return nil
-		})
-	})
-	return out, err
-}
-
-// LocationsOn returns every location on one backend, sorted by digest.
-func (s *Store) LocationsOn(ctx context.Context, backend string) ([]Location, error) {
-	var locs []Location
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketLocations).ForEach(func(k, v []byte) error {
-			if !bytes.HasSuffix(k, append([]byte{0}, backend...)) {
-				return nil
-			}
-			var l Location
-			if err := decode(v, &l); err != nil {
-				return fmt.Errorf("location %q: %w", k, err)
-			}
-			if l.Backend == backend {
-				locs = append(locs, l)
-			}
-			return nil
-		})
-	})
-	sort.Slice(locs, func(i, j int) bool { return locs[i].Digest < locs[j].Digest })
-	return locs, err
-}
-
 // Counts returns the number of records in each bucket, by bucket name.
 func (s *Store) Counts(ctx context.Context) (map[string]int, error) {
 	out := map[string]int{}
@@ -420,7 +340,7 @@ func (s *Store) Counts(ctx context.Context) (map[string]int, error) {
 func (s *Store) ImportPackages(ctx context.Context, pkgs []Package, backend string) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		pb, vb := tx.Bucket(bucketPackages), tx.Bucket(bucketVersions)
-		blobs, locs := tx.Bucket(bucketBlobs), tx.Bucket(bucketLocations)
+		blobs := tx.Bucket(bucketBlobs)
 		now := s.now().UTC()
 		for i := range pkgs {
 			p := &pkgs[i]
@@ -440,8 +360,7 @@ func (s *Store) ImportPackages(ctx context.Context, pkgs []Package, backend stri
 					if err := blobs.Put([]byte(f.Digest), v); err != nil {
 						return err
 					}
-					lv, _ := encode(Location{Digest: f.Digest, Backend: backend, Size: f.Size, Status: StatusStored, StoredAt: now})
-					if err := locs.Put(joinKey(f.Digest, backend), lv); err != nil {
+					if err := putLocation(tx, &Location{Digest: f.Digest, Backend: backend, Size: f.Size, Status: StatusStored, StoredAt: now}); err != nil {
 						return err
 					}
 				}

@@ -159,6 +159,9 @@ var migrations = []migration{
 		_, err := tx.CreateBucketIfNotExists(bucketTokens)
 		return err
 	}},
+	{name: "add location counters and the failed-location index", up: func(tx *bolt.Tx) error {
+		return rebuildLocationDerived(noCancel{}, tx)
+	}},
 }
 
 // SchemaVersion is the schema version this binary writes.

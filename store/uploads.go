@@ -179,7 +179,7 @@ func (s *Store) SessionIDs(ctx context.Context, all bool) ([]string, error) {
 func (s *Store) IsReferenced(ctx context.Context, ref Ref) (bool, error) {
 	var yes bool
 	err := s.db.View(func(tx *bolt.Tx) error {
-		if tx.Bucket(bucketLocations).Get(joinKey(ref.Digest, ref.Backend)) != nil {
+		if hasLocationKey(tx, ref.Digest, ref.Backend) {
 			yes = true
 			return nil
 		}
@@ -249,7 +249,7 @@ func (s *Store) Commit(ctx context.Context, id string, stored []string) (CommitR
 		}
 
 		now := s.now().UTC()
-		blobs, locs := tx.Bucket(bucketBlobs), tx.Bucket(bucketLocations)
+		blobs := tx.Bucket(bucketBlobs)
 		for _, f := range draft.Files {
 			if blobs.Get([]byte(f.Digest)) == nil {
 				v, err := encode(Blob{Digest: f.Digest, Size: f.Size, CreatedAt: now})
@@ -260,7 +260,6 @@ func (s *Store) Commit(ctx context.Context, id string, stored []string) (CommitR
 					return err
 				}
 			}
-			lk := joinKey(f.Digest, f.Backend)
 			if old, err := getLocation(tx, f.Digest, f.Backend); err != nil {
 				return err
 			} else if old != nil && !(old.Failed() && old.Status != StatusUnreadable && slices.Contains(stored, f.Digest)) {
@@ -269,11 +268,7 @@ func (s *Store) Commit(ctx context.Context, id string, stored []string) (CommitR
 			// New, or a failed location whose content was stored again:
 			// the location is (re)created as stored.
 			loc := Location{Digest: f.Digest, Backend: f.Backend, Size: f.Size, Status: StatusStored, StoredAt: now}
-			v, err := encode(loc)
-			if err != nil {
-				return err
-			}
-			if err := locs.Put(lk, v); err != nil {
+			if err := putLocation(tx, &loc); err != nil {
 				return err
 			}
 			if err := s.appendEvent(tx, EventLocationCreated, f.Digest, loc); err != nil {

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -63,11 +62,7 @@ func (s *Store) RecordVerdict(ctx context.Context, v Verdict) error {
 			l.LastCheckedAt = &at
 		}
 		l.LastError = v.Error
-		val, err := encode(l)
-		if err != nil {
-			return err
-		}
-		if err := tx.Bucket(bucketLocations).Put(joinKey(v.Digest, v.Backend), val); err != nil {
+		if err := putLocation(tx, l); err != nil {
 			return err
 		}
 		if err := s.appendEvent(tx, EventLocationVerified, v.Digest, v); err != nil {
@@ -140,28 +135,6 @@ func (s *Store) UpdateVerifyState(ctx context.Context, backend, mode string, fn 
 		}
 		return b.Put(joinKey(backend, mode), v)
 	})
-}
-
-// FailedLocations returns up to limit locations with a failed verdict.
-func (s *Store) FailedLocations(ctx context.Context, limit int) ([]Location, int, error) {
-	var out []Location
-	total := 0
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketLocations).ForEach(func(k, v []byte) error {
-			var l Location
-			if err := decode(v, &l); err != nil {
-				return fmt.Errorf("location %q: %w", k, err)
-			}
-			if l.Failed() {
-				total++
-				if len(out) < limit {
-					out = append(out, l)
-				}
-			}
-			return nil
-		})
-	})
-	return out, total, err
 }
 
 // StagedOn returns the digests open upload sessions stage on backend;

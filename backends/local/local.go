@@ -19,9 +19,11 @@ import (
 	"artifactstore/internal/digest"
 )
 
-// tempPrefix marks in-progress writes. They live next to their final name
-// so the rename is atomic, and are removed when the backend starts.
-const tempPrefix = ".tmp-"
+// TempDir is the directory under the root that holds in-progress writes.
+// It is on the same file system as the objects, so the rename into place
+// is atomic, and start-up empties it without walking the object tree
+// (which holds millions of files in a large store).
+const TempDir = ".tmp"
 
 // copyBufSize is large because one 32 KiB buffer halves upload throughput.
 const copyBufSize = 1 << 20
@@ -41,13 +43,15 @@ type Backend struct {
 	id     string
 	root   string
 	prefix string
+	tmp    string
 	log    *slog.Logger
 }
 
 var _ backends.Backend = (*Backend)(nil)
 
-// New opens (creating if needed) a local backend and removes temporary files
-// that an earlier process left behind.
+// New opens (creating if needed) a local backend and removes the temporary
+// files an earlier process left in <root>/.tmp. Its cost does not depend on
+// how many objects the backend holds.
 func New(id string, cfg Config, log *slog.Logger) (*Backend, error) {
 	if cfg.Root == "" {
 		return nil, errors.New("local backend: root directory is empty")
@@ -59,7 +63,7 @@ func New(id string, cfg Config, log *slog.Logger) (*Backend, error) {
 	if err := os.MkdirAll(filepath.Join(root, filepath.FromSlash(cfg.KeyPrefix)), 0o750); err != nil {
 		return nil, fmt.Errorf("local backend %s: create root: %w", id, err)
 	}
-	b := &Backend{id: id, root: root, prefix: strings.Trim(cfg.KeyPrefix, "/"), log: log}
+	b := &Backend{id: id, root: root, prefix: strings.Trim(cfg.KeyPrefix, "/"), tmp: filepath.Join(root, TempDir), log: log}
 	if err := b.removeTemps(); err != nil {
 		return nil, fmt.Errorf("local backend %s: remove leftover temp files: %w", id, err)
 	}
@@ -77,23 +81,29 @@ func (b *Backend) Path(d digest.Digest) string {
 	return filepath.Join(b.root, filepath.FromSlash(backends.ObjectKey(b.prefix, d)))
 }
 
+// removeTemps empties the temp directory (creating it if needed). Only an
+// earlier process can have left files there: this one has not written yet.
 func (b *Backend) removeTemps() error {
-	return filepath.WalkDir(b.root, func(p string, e fs.DirEntry, err error) error {
-		if err != nil {
+	entries, err := os.ReadDir(b.tmp)
+	if errors.Is(err, fs.ErrNotExist) {
+		return b.mkdirDurable(b.tmp)
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		p := filepath.Join(b.tmp, e.Name())
+		b.log.Info("removing leftover temp file", "backend", b.id, "path", p)
+		if err := os.RemoveAll(p); err != nil {
 			return err
 		}
-		if !e.IsDir() && strings.HasPrefix(e.Name(), tempPrefix) {
-			b.log.Info("removing leftover temp file", "backend", b.id, "path", p)
-			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return err
-			}
-		}
-		return nil
-	})
+	}
+	return nil
 }
 
-// Put implements backends.Backend: temp file in the target directory,
-// verified copy, fsync, rename, fsync of the directory.
+// Put implements backends.Backend: temp file in the temp directory,
+// verified copy, fsync, rename into the target directory, fsync of that
+// directory.
 func (b *Backend) Put(ctx context.Context, d digest.Digest, size int64, body io.Reader) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -106,7 +116,7 @@ func (b *Backend) Put(ctx context.Context, d digest.Digest, size int64, body io.
 	if err := b.mkdirDurable(dir); err != nil {
 		return fmt.Errorf("local put %s: %w", d, err)
 	}
-	f, err := os.CreateTemp(dir, tempPrefix+"*")
+	f, err := os.CreateTemp(b.tmp, "put-*")
 	if err != nil {
 		return fmt.Errorf("local put %s: %w", d, err)
 	}
@@ -302,7 +312,7 @@ func (b *Backend) Health(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(b.root, tempPrefix+"health-*")
+	f, err := os.CreateTemp(b.tmp, "health-*")
 	if err != nil {
 		return fmt.Errorf("local backend %s: %w: %v", b.id, backends.ErrUnavailable, err)
 	}

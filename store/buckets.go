@@ -37,13 +37,23 @@ var (
 	// bucketFailedLocations: digest \x00 backend id -> empty, for every
 	// location whose status is a failed verdict. Added by migration 4.
 	bucketFailedLocations = []byte("failed_locations")
+	// Listing indexes, kept by putPackage/deletePackage; each key ends in
+	// the package key name \x00 version, the value is empty. Added by
+	// migration 5.
+	// bucketByProducer: producer \x00 name \x00 version.
+	bucketByProducer = []byte("packages_by_producer")
+	// bucketByRetention: retention class \x00 name \x00 version.
+	bucketByRetention = []byte("packages_by_retention_class")
+	// bucketByLabel: label key \x00 label value \x00 name \x00 version.
+	bucketByLabel = []byte("packages_by_label")
 )
 
 var keySchemaVersion = []byte("schema_version")
 
 // allBuckets lists every bucket of the current schema.
 func allBuckets() [][]byte {
-	return append(v1Buckets(), bucketVerifyState, bucketTokens, bucketLocationCounts, bucketFailedLocations)
+	return append(v1Buckets(), bucketVerifyState, bucketTokens, bucketLocationCounts, bucketFailedLocations,
+		bucketByProducer, bucketByRetention, bucketByLabel)
 }
 
 // v1Buckets are the buckets migration 1 created; never change this list.

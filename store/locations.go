@@ -400,8 +400,8 @@ type noCancel struct{}
 
 func (noCancel) Err() error { return nil }
 
-// Repair rebuilds every record derived from others (the location counters
-// and the failed-location index) from what they are derived from, in one
+// Repair rebuilds every record derived from others (the location counters,
+// the failed-location index and the listing indexes) from what they are derived from, in one
 // transaction. It is what `db check --repair` runs.
 func (s *Store) Repair(ctx context.Context) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
@@ -417,4 +417,5 @@ func (s *Store) Repair(ctx context.Context) error {
 // derivedRebuilders rebuild one kind of derived record each.
 var derivedRebuilders = []func(ctx context.Context, tx *bolt.Tx) error{
 	func(ctx context.Context, tx *bolt.Tx) error { return rebuildLocationDerived(ctx, tx) },
+	func(ctx context.Context, tx *bolt.Tx) error { return rebuildPackageIndexes(ctx, tx) },
 }

@@ -166,38 +166,6 @@ func (s *Store) HasLocation(ctx context.Context, digest, backend string) (bool, 
 	return ok, err
 }
 
-// Filter selects packages in ListPackages. Empty fields match everything.
-type Filter struct {
-	Name           string
-	Producer       string
-	RetentionClass string
-	Labels         map[string]string
-}
-
-func (f Filter) match(p *Package) bool {
-	if f.Name != "" && p.Name != f.Name {
-		return false
-	}
-	if f.Producer != "" && p.Producer != f.Producer {
-		return false
-	}
-	if f.RetentionClass != "" && p.RetentionClass != f.RetentionClass {
-		return false
-	}
-	for k, v := range f.Labels {
-		if pv, ok := p.Labels[k]; !ok || pv != v {
-			return false
-		}
-	}
-	return true
-}
-
-// Page is one page of a listing; Next is empty on the last page.
-type Page struct {
-	Packages []*Package
-	Next     string
-}
-
 // ErrBadCursor is returned for a cursor this store did not produce.
 var ErrBadCursor = fmt.Errorf("invalid cursor")
 
@@ -209,61 +177,6 @@ func decodeCursor(c string) ([]byte, error) {
 		return nil, ErrBadCursor
 	}
 	return k, nil
-}
-
-// ListPackages returns packages matching f in name, then version order,
-// starting after cursor (empty: from the start).
-func (s *Store) ListPackages(ctx context.Context, f Filter, cursor string, limit int) (Page, error) {
-	var page Page
-	var start []byte
-	if cursor != "" {
-		k, err := decodeCursor(cursor)
-		if err != nil {
-			return page, err
-		}
-		start = k
-	}
-	err := s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketPackages).Cursor()
-		var k, v []byte
-		switch {
-		case start != nil:
-			k, v = c.Seek(start)
-			if k != nil && bytes.Equal(k, start) {
-				k, v = c.Next()
-			}
-		case f.Name != "":
-			k, v = c.Seek(append([]byte(f.Name), 0))
-		default:
-			k, v = c.First()
-		}
-		namePrefix := []byte(nil)
-		if f.Name != "" {
-			namePrefix = append([]byte(f.Name), 0)
-		}
-		for ; k != nil; k, v = c.Next() {
-			if namePrefix != nil && !bytes.HasPrefix(k, namePrefix) {
-				break
-			}
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			var p Package
-			if err := decode(v, &p); err != nil {
-				return fmt.Errorf("package %q: %w", k, err)
-			}
-			if !f.match(&p) {
-				continue
-			}
-			if len(page.Packages) == limit {
-				page.Next = encodeCursor(lastKey(page.Packages))
-				return nil
-			}
-			page.Packages = append(page.Packages, &p)
-		}
-		return nil
-	})
-	return page, err
 }
 
 func lastKey(ps []*Package) []byte {
@@ -339,7 +252,7 @@ func (s *Store) Counts(ctx context.Context) (map[string]int, error) {
 // publishing goes through upload sessions and Commit.
 func (s *Store) ImportPackages(ctx context.Context, pkgs []Package, backend string) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
-		pb, vb := tx.Bucket(bucketPackages), tx.Bucket(bucketVersions)
+		pb := tx.Bucket(bucketPackages)
 		blobs := tx.Bucket(bucketBlobs)
 		now := s.now().UTC()
 		for i := range pkgs {
@@ -365,14 +278,7 @@ func (s *Store) ImportPackages(ctx context.Context, pkgs []Package, backend stri
 					}
 				}
 			}
-			v, err := encode(p)
-			if err != nil {
-				return err
-			}
-			if err := pb.Put(joinKey(p.Name, p.Version), v); err != nil {
-				return err
-			}
-			if err := vb.Put(u64Append(append([]byte(p.Name), 0), seq), []byte(p.Version)); err != nil {
+			if err := putPackage(tx, p); err != nil {
 				return err
 			}
 		}

@@ -162,6 +162,9 @@ var migrations = []migration{
 	{name: "add location counters and the failed-location index", up: func(tx *bolt.Tx) error {
 		return rebuildLocationDerived(noCancel{}, tx)
 	}},
+	{name: "add listing indexes by producer, retention class and label", up: func(tx *bolt.Tx) error {
+		return rebuildPackageIndexes(noCancel{}, tx)
+	}},
 }
 
 // SchemaVersion is the schema version this binary writes.

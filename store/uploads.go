@@ -283,15 +283,7 @@ func (s *Store) Commit(ctx context.Context, id string, stored []string) (CommitR
 		}
 		pkg := draft
 		pkg.Seq, pkg.CreatedAt = seq, now
-		v, err := encode(&pkg)
-		if err != nil {
-			return err
-		}
-		if err := pkgs.Put(joinKey(pkg.Name, pkg.Version), v); err != nil {
-			return err
-		}
-		vk := append([]byte(pkg.Name), 0)
-		if err := tx.Bucket(bucketVersions).Put(u64Append(vk, seq), []byte(pkg.Version)); err != nil {
+		if err := putPackage(tx, &pkg); err != nil {
 			return err
 		}
 		if err := s.appendEvent(tx, EventPackageCreated, pkg.Name+"@"+pkg.Version, packageEventData(&pkg)); err != nil {

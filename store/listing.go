@@ -262,3 +262,37 @@ func checkPackageIndexes(ctx context.Context, tx *bolt.Tx, add func(kind, subjec
 	}
 	return nil
 }
+
+// CursorOf returns the cursor that continues a listing after p.
+func CursorOf(p *Package) string { return encodeCursor(joinKey(p.Name, p.Version)) }
+
+// putPackages is putPackage for many new packages (Seq set), writing each
+// bucket in key order.
+func putPackages(tx *bolt.Tx, pkgs []Package) error {
+	type kv struct{ k, v []byte }
+	per := map[string][]kv{}
+	for i := range pkgs {
+		p := &pkgs[i]
+		v, err := encode(p)
+		if err != nil {
+			return err
+		}
+		per[string(bucketPackages)] = append(per[string(bucketPackages)], kv{joinKey(p.Name, p.Version), v})
+		per[string(bucketVersions)] = append(per[string(bucketVersions)], kv{u64Append(append([]byte(p.Name), 0), p.Seq), []byte(p.Version)})
+		for name, keys := range indexKeys(p) {
+			for _, k := range keys {
+				per[name] = append(per[name], kv{k, nil})
+			}
+		}
+	}
+	for name, kvs := range per {
+		slices.SortFunc(kvs, func(a, b kv) int { return bytes.Compare(a.k, b.k) })
+		b := tx.Bucket([]byte(name))
+		for _, e := range kvs {
+			if err := b.Put(e.k, e.v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

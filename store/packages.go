@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -247,14 +249,17 @@ func (s *Store) Counts(ctx context.Context) (map[string]int, error) {
 }
 
 // ImportPackages writes committed packages in one transaction, with their
-// blobs and a stored location on backend for every file, without events or
-// upload sessions. It exists for bulk loading (the 1M-package benchmark);
-// publishing goes through upload sessions and Commit.
+// blobs and a stored location on backend for every file whose blob is new,
+// without events or upload sessions. It exists for bulk loading (the
+// benchmark datasets); publishing goes through upload sessions and Commit.
+// Each bucket is written in key order, which is several times faster than
+// package by package.
 func (s *Store) ImportPackages(ctx context.Context, pkgs []Package, backend string) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		pb := tx.Bucket(bucketPackages)
 		blobs := tx.Bucket(bucketBlobs)
 		now := s.now().UTC()
+		newBlobs := map[string]int64{}
 		for i := range pkgs {
 			p := &pkgs[i]
 			seq, err := pb.NextSequence()
@@ -268,20 +273,26 @@ func (s *Store) ImportPackages(ctx context.Context, pkgs []Package, backend stri
 			for j := range p.Files {
 				f := &p.Files[j]
 				f.Backend = backend
-				if blobs.Get([]byte(f.Digest)) == nil {
-					v, _ := encode(Blob{Digest: f.Digest, Size: f.Size, CreatedAt: now})
-					if err := blobs.Put([]byte(f.Digest), v); err != nil {
-						return err
-					}
-					if err := putLocation(tx, &Location{Digest: f.Digest, Backend: backend, Size: f.Size, Status: StatusStored, StoredAt: now}); err != nil {
-						return err
-					}
+				if _, ok := newBlobs[f.Digest]; !ok && blobs.Get([]byte(f.Digest)) == nil {
+					newBlobs[f.Digest] = f.Size
 				}
 			}
-			if err := putPackage(tx, p); err != nil {
+		}
+		digests := slices.Sorted(maps.Keys(newBlobs))
+		for _, d := range digests {
+			v, err := encode(Blob{Digest: d, Size: newBlobs[d], CreatedAt: now})
+			if err != nil {
+				return err
+			}
+			if err := blobs.Put([]byte(d), v); err != nil {
 				return err
 			}
 		}
-		return nil
+		for _, d := range digests {
+			if err := putLocation(tx, &Location{Digest: d, Backend: backend, Size: newBlobs[d], Status: StatusStored, StoredAt: now}); err != nil {
+				return err
+			}
+		}
+		return putPackages(tx, pkgs)
 	})
 }

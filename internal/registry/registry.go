@@ -469,6 +469,23 @@ func (r *Registry) Open(ctx context.Context, d digest.Digest, off, n int64) (io.
 	return nil, fmt.Errorf("%s: %w: %w", d, ErrNoLocation, errors.Join(errs...))
 }
 
+// Readable reports, from the registry alone (no backend is asked), whether
+// a read of d would have a location to try: one whose status is not a
+// failed verdict, on a configured backend. HEAD answers from it; a location
+// that lost its object unnoticed is found by verification, not by HEAD.
+func (r *Registry) Readable(ctx context.Context, d digest.Digest) error {
+	locs, err := r.store.Locations(ctx, d.String())
+	if err != nil {
+		return err
+	}
+	for _, l := range locs {
+		if _, ok := r.backends[l.Backend]; ok && !l.Failed() {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: %w", d, ErrNoLocation)
+}
+
 func rank(l store.Location) int {
 	switch l.Status {
 	case store.StatusVerified:

@@ -54,6 +54,10 @@ func deleteLocation(tx *bolt.Tx, digest, backend string) (*Location, error) {
 	return old, adjustDerived(tx, old, nil)
 }
 
+// setLocationsFill sets how full this transaction packs the pages of
+// storage_locations (bulk loads).
+func setLocationsFill(tx *bolt.Tx, f float64) { tx.Bucket(bucketLocations).FillPercent = f }
+
 func decodeLocation(k, v []byte) (*Location, error) {
 	if v == nil {
 		return nil, nil

@@ -248,6 +248,9 @@ func (s *Store) Counts(ctx context.Context) (map[string]int, error) {
 	return out, err
 }
 
+// bulkFillPercent is how full ImportPackages packs the pages it writes.
+const bulkFillPercent = 0.9
+
 // ImportPackages writes committed packages in one transaction, with their
 // blobs and a stored location on backend for every file whose blob is new,
 // without events or upload sessions. It exists for bulk loading (the
@@ -258,6 +261,12 @@ func (s *Store) ImportPackages(ctx context.Context, pkgs []Package, backend stri
 	return s.db.Update(func(tx *bolt.Tx) error {
 		pb := tx.Bucket(bucketPackages)
 		blobs := tx.Bucket(bucketBlobs)
+		// A bulk load fills the pages it writes to 90% (bbolt splits at
+		// 50% by default, which suits random single inserts).
+		for _, name := range append([][]byte{bucketBlobs, bucketVersions, bucketPackages}, indexBuckets...) {
+			tx.Bucket(name).FillPercent = bulkFillPercent
+		}
+		setLocationsFill(tx, bulkFillPercent)
 		now := s.now().UTC()
 		newBlobs := map[string]int64{}
 		for i := range pkgs {

@@ -351,7 +351,7 @@ func benchScaleRows(t testing.TB, rep *benchReport, label string, cfg *Config, n
 		rawRate := float64(len(objs)) / time.Since(s).Seconds()
 		rep.add(benchRow{Name: mode + " verification of small objects, " + label, Ours: fmt.Sprintf("%.0f objects/s", rate),
 			Baseline: fmt.Sprintf("%.0f objects/s (%s of the same objects, 1 goroutine, no database)", rawRate, map[string]string{store.ModeDeep: "read + sha256", store.ModeQuick: "backend Stat"}[mode]),
-			Ratio: fmt.Sprintf("%.2f", rate/rawRate), Target: "none (finding)", Verdict: "see findings",
+			Ratio:    fmt.Sprintf("%.2f", rate/rawRate), Target: "none (finding)", Verdict: "see findings",
 			Note: fmt.Sprintf("%s; %d verdicts in %s, concurrency 2, each verdict a durable batched commit", note, checked.Load(), d.Round(time.Millisecond))})
 	}
 	e.stop()
@@ -428,7 +428,7 @@ func benchS3Scale(t testing.TB, rep *benchReport, dir string, srv s3test.Server,
 	}
 	core := srv.Client(t)
 	prefix := cfg.Backends[srv.Name].KeyPrefix
-	key := func(sum string) string { return backends.ObjectKey(prefix, mustParseDigest("sha256:" + sum)) }
+	key := func(sum string) string { return backends.ObjectKey(prefix, mustParseDigest("sha256:"+sum)) }
 	build := buildDataset(t, cfg.Database.Path, srv.Name, n, func(sum string, data []byte) error {
 		_, err := core.Client.PutObject(context.Background(), bucket.Bucket, key(sum), bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{})
 		return err

@@ -508,7 +508,7 @@ func benchPublishRate(t testing.TB, rep *benchReport, env *testEnv, total int) {
 	per := float64(size) / float64(counts["packages"])
 	rep.add(benchRow{Name: "database bytes per package, built by publishes", Ours: fmt.Sprintf("%.0f B", per),
 		Baseline: fmt.Sprintf("%.0f B (records of one package in use, no page overhead)", inUsePerPackage(t, env.svc.Store, counts["packages"])),
-		Ratio: fmt.Sprintf("%.2f", inUsePerPackage(t, env.svc.Store, counts["packages"])/per), Target: "< 2 KiB", Verdict: verdict(per < 2048),
+		Ratio:    fmt.Sprintf("%.2f", inUsePerPackage(t, env.svc.Store, counts["packages"])/per), Target: "< 2 KiB", Verdict: verdict(per < 2048),
 		Note: fmt.Sprintf("%d packages of one 4 KiB file published one by one (with %d events); %d MiB file", counts["packages"], counts["events"], size>>20)})
 	for _, v := range []struct {
 		name, note string

@@ -102,8 +102,9 @@ func (b *Backend) removeTemps() error {
 }
 
 // Put implements backends.Backend: temp file in the temp directory,
-// verified copy, fsync, rename into the target directory, fsync of that
-// directory.
+// verified copy (from 4 MiB on, hashing on another core while reading and
+// writing: digest.CopyVerified), fsync, rename into the target directory,
+// fsync of that directory.
 func (b *Backend) Put(ctx context.Context, d digest.Digest, size int64, body io.Reader) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -126,18 +127,8 @@ func (b *Backend) Put(ctx context.Context, d digest.Digest, size int64, body io.
 			os.Remove(f.Name())
 		}
 	}()
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	v := digest.NewVerifier(backends.ContextReader(ctx, body), d, size)
-	// writerOnly hides (*os.File).ReadFrom, which would ignore our buffer
-	// and copy in 32 KiB pieces (half the throughput).
-	if _, err = io.CopyBuffer(writerOnly{f}, v, *bp); err != nil {
+	if err = copyVerified(f, backends.ContextReader(ctx, body), d, size); err != nil {
 		return fmt.Errorf("local put %s: %w", d, err)
-	}
-	if !v.Verified() {
-		// CopyBuffer stops at EOF from the verifier, which it only returns
-		// after a successful check; this guards against a changed contract.
-		return fmt.Errorf("local put %s: %w", d, digest.ErrMismatch)
 	}
 	if err = f.Sync(); err != nil {
 		return fmt.Errorf("local put %s: fsync: %w", d, err)
@@ -177,6 +168,45 @@ func (b *Backend) mkdirDurable(dir string) error {
 }
 
 type writerOnly struct{ io.Writer }
+
+// parallelFrom is the size from which a put hashes on one goroutine while
+// another reads and writes (digest.CopyVerified); below it the goroutine
+// handoff costs more than it saves.
+const parallelFrom = 4 << 20
+
+// copyVerified copies exactly size bytes of body into f and checks them
+// against d. The temp file f only becomes the object after a nil error.
+func copyVerified(f *os.File, body io.Reader, d digest.Digest, size int64) error {
+	if size >= parallelFrom {
+		bps := [3]*[]byte{}
+		bufs := make([][]byte, len(bps))
+		for i := range bps {
+			bps[i] = bufPool.Get().(*[]byte)
+			bufs[i] = *bps[i]
+		}
+		defer func() {
+			for _, bp := range bps {
+				bufPool.Put(bp)
+			}
+		}()
+		_, err := digest.CopyVerified(f, body, d, size, bufs)
+		return err
+	}
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	v := digest.NewVerifier(body, d, size)
+	// writerOnly hides (*os.File).ReadFrom, which would ignore our buffer
+	// and copy in 32 KiB pieces (half the throughput).
+	if _, err := io.CopyBuffer(writerOnly{f}, v, *bp); err != nil {
+		return err
+	}
+	if !v.Verified() {
+		// CopyBuffer stops at EOF from the verifier, which it only returns
+		// after a successful check; this guards against a changed contract.
+		return digest.ErrMismatch
+	}
+	return nil
+}
 
 func syncDir(dir string) error {
 	f, err := os.Open(dir)

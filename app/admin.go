@@ -41,7 +41,7 @@ func (s *Service) AdminHandler() http.Handler {
 
 // adminRoutes are the operator endpoints.
 func (s *Service) adminRoutes() map[string]http.Handler {
-	return map[string]http.Handler{
+	routes := map[string]http.Handler{
 		"GET /v1/admin/storage":        http.HandlerFunc(s.adminStorage),
 		"POST /v1/admin/verify":        http.HandlerFunc(s.adminVerify),
 		"GET /v1/admin/backup":         http.HandlerFunc(s.adminBackup),
@@ -51,6 +51,10 @@ func (s *Service) adminRoutes() map[string]http.Handler {
 		"POST /v1/admin/tokens":        http.HandlerFunc(s.adminTokenCreate),
 		"DELETE /v1/admin/tokens/{id}": http.HandlerFunc(s.adminTokenRevoke),
 	}
+	for pattern, h := range s.Lifecycle.AdminRoutes() {
+		routes[pattern] = h
+	}
+	return routes
 }
 
 // listenAdmin opens the admin socket, replacing a stale one. The socket is

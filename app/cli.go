@@ -111,7 +111,7 @@ func NewCLI(env Env) *cli.App {
 					return nil
 				},
 			},
-		}, append(append(dbCommands(env), tokenCommand(env)), clientCommands(env)...)...),
+		}, append(append(append(dbCommands(env), tokenCommand(env)), clientCommands(env)...), lifecycleCommands(env)...)...),
 	}
 	return a
 }

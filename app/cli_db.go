@@ -135,7 +135,7 @@ func dbCommands(env Env) []*cli.Command {
 			Name:  "check",
 			Usage: "check bbolt's consistency and the registry's invariants; exit 1 if anything is wrong",
 			Flags: []cli.Flag{configFlag(), jsonFlag, &cli.BoolFlag{Name: "repair",
-				Usage: "rebuild the derived records (location counters, failed-location index, listing indexes) from the records they derive from, then check"}},
+				Usage: "rebuild the derived records (location counters, failed-location index, listing indexes, package content references) from the records they derive from, then check"}},
 			Action: func(c *cli.Context) error {
 				var res dbCheckResult
 				var cfg *Config

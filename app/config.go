@@ -44,6 +44,52 @@ type Config struct {
 	Routing  RoutingConfig            `koanf:"routing" yaml:"routing"`
 	Verify   VerifyConfig             `koanf:"verify" yaml:"verify"`
 	Auth     AuthConfig               `koanf:"auth" yaml:"auth"`
+	// Retention, GC and Events are the lifecycle (internal/lifecycle).
+	Retention RetentionConfig `koanf:"retention" yaml:"retention"`
+	GC        GCConfig        `koanf:"gc" yaml:"gc"`
+	Events    EventsConfig    `koanf:"events" yaml:"events"`
+}
+
+// RetentionConfig holds the retention policy of each retention class; a
+// class without one is kept forever.
+type RetentionConfig struct {
+	// Interval between scheduled retention runs (each followed by gc);
+	// 0 disables the schedule (`retention apply` still works).
+	Interval time.Duration                    `koanf:"interval" yaml:"interval"`
+	Classes  map[string]RetentionPolicyConfig `koanf:"classes" yaml:"classes"`
+}
+
+// RetentionPolicyConfig is one class's policy.
+type RetentionPolicyConfig struct {
+	// KeepLast keeps the newest N versions of each package name.
+	KeepLast int `koanf:"keep_last" yaml:"keep_last"`
+	// MaxAge deletes versions older than this.
+	MaxAge time.Duration `koanf:"max_age" yaml:"max_age"`
+	// KeepLabel protects versions with this label ("key=value" or "key").
+	KeepLabel string `koanf:"keep_label" yaml:"keep_label"`
+	// NeverDelete keeps every version of the class.
+	NeverDelete bool `koanf:"never_delete" yaml:"never_delete"`
+}
+
+// GCConfig drives garbage collection of content no package needs.
+type GCConfig struct {
+	// Interval between scheduled gc runs; 0 disables the schedule.
+	Interval time.Duration `koanf:"interval" yaml:"interval"`
+	// OrphanGrace is how long gc must have seen an object the registry
+	// does not know before `gc --orphans` deletes it.
+	OrphanGrace time.Duration `koanf:"orphan_grace" yaml:"orphan_grace"`
+}
+
+// EventsConfig is event log retention.
+type EventsConfig struct {
+	// MaxAge of events without an age of their own.
+	MaxAge time.Duration `koanf:"max_age" yaml:"max_age"`
+	// VerificationMaxAge of v1.storage.location_verified events.
+	VerificationMaxAge time.Duration `koanf:"verification_max_age" yaml:"verification_max_age"`
+	// SummaryMaxAge of run summaries (v1.lifecycle.*).
+	SummaryMaxAge time.Duration `koanf:"summary_max_age" yaml:"summary_max_age"`
+	// PruneInterval between pruning passes; 0 disables pruning.
+	PruneInterval time.Duration `koanf:"prune_interval" yaml:"prune_interval"`
 }
 
 // AuthConfig controls access. Writes always need a publish token bound to
@@ -51,6 +97,9 @@ type Config struct {
 type AuthConfig struct {
 	// AnonymousRead lets requests without a token read packages and events.
 	AnonymousRead bool `koanf:"anonymous_read" yaml:"anonymous_read"`
+	// ProducerDelete lets a publish token delete packages of its
+	// producers; otherwise deletes need an admin token.
+	ProducerDelete bool `koanf:"producer_delete" yaml:"producer_delete"`
 }
 
 // VerifyConfig drives the built-in verification scheduler and the budget
@@ -421,6 +470,9 @@ func (c *Config) Validate() error {
 		if sc.s.Interval > 0 && sc.s.Interval < time.Second {
 			return &ConfigError{Key: sc.key + ".interval", Msg: "must be at least 1s"}
 		}
+	}
+	if err := c.validateLifecycle(); err != nil {
+		return err
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"artifactstore/internal/lifecycle"
 	"artifactstore/store"
 )
 
@@ -18,12 +19,17 @@ type healthDocument struct {
 	Backends        []backendHealth  `json:"backends"`
 	FailedLocations []store.Location `json:"failed_locations"`
 	FailedTotal     int              `json:"failed_total"`
+	// Lifecycle: last gc, retention and event pruning runs, and deletes
+	// decided but not yet confirmed by a backend.
+	Lifecycle *lifecycle.Status `json:"lifecycle,omitempty"`
 }
 
 type backendHealth struct {
 	ID           string                       `json:"id"`
 	Up           bool                         `json:"up"`
 	Error        string                       `json:"error,omitempty"`
+	Objects      int64                        `json:"objects"`
+	Bytes        int64                        `json:"bytes"`
 	Locations    map[string]int               `json:"locations_by_status"`
 	Verification map[string]verificationState `json:"verification"`
 }
@@ -65,7 +71,7 @@ func (s *Service) health(ctx context.Context) (*healthDocument, error) {
 			bh.Error = err.Error()
 		}
 		if u := usage[id]; u != nil {
-			bh.Locations = u.ByStatus
+			bh.Locations, bh.Objects, bh.Bytes = u.ByStatus, u.Blobs, u.Bytes
 		}
 		for _, mode := range []string{store.ModeDeep, store.ModeQuick} {
 			st, err := s.Store.GetVerifyState(ctx, id, mode)
@@ -76,6 +82,9 @@ func (s *Service) health(ctx context.Context) (*healthDocument, error) {
 				LastSuccessAt: st.LastSuccessAt, NextRunAt: st.NextAt, Overruns: st.Overruns, LastOverrunAt: st.LastOverrunAt}
 		}
 		doc.Backends = append(doc.Backends, bh)
+	}
+	if doc.Lifecycle, err = s.Lifecycle.Status(ctx); err != nil {
+		return nil, err
 	}
 	return doc, nil
 }

@@ -18,6 +18,7 @@ import (
 	"artifactstore/backends"
 	"artifactstore/backends/local"
 	"artifactstore/backends/s3"
+	"artifactstore/internal/lifecycle"
 	"artifactstore/internal/registry"
 	"artifactstore/internal/verify"
 	"artifactstore/store"
@@ -98,6 +99,9 @@ type Service struct {
 	Registry *registry.Registry
 	API      *web.Server
 	Verify   *verify.Engine
+	// Lifecycle deletes packages, applies retention, collects garbage
+	// and prunes events.
+	Lifecycle *lifecycle.Manager
 	// Metrics is this service's own Prometheus registry (no globals).
 	Metrics *prometheus.Registry
 }
@@ -133,6 +137,14 @@ func NewService(ctx context.Context, cfg *Config, log *slog.Logger) (*Service, e
 		st.Close()
 		return nil, fmt.Errorf("drop upload sessions of the previous run: %w", err)
 	}
+	life := lifecycle.New(st, bs, reg, lifecycle.Options{
+		Logger:      log,
+		Metrics:     lifecycle.NewMetrics(metrics),
+		Policies:    cfg.lifecyclePolicies(),
+		OrphanGrace: cfg.GC.OrphanGrace,
+		Events:      cfg.eventPolicy(),
+		Step:        killAtStep(),
+	})
 	engine := verify.New(st, bs, verify.Options{
 		Concurrency:    cfg.Verify.Concurrency,
 		BytesPerSecond: cfg.Verify.BytesPerSecond,
@@ -149,12 +161,14 @@ func NewService(ctx context.Context, cfg *Config, log *slog.Logger) (*Service, e
 		AnonymousRead:        cfg.Auth.AnonymousRead,
 		MaxConcurrentUploads: cfg.Server.MaxConcurrentUploads,
 		BodyReadTimeout:      cfg.Server.BodyReadTimeout,
+		Deleter:              life,
+		ProducerDelete:       cfg.Auth.ProducerDelete,
 		Ready: func(ctx context.Context) error {
 			_, err := st.Events(ctx, 0, 1)
 			return err
 		},
 	})
-	svc := &Service{Config: cfg, Log: log, Store: st, Backends: bs, Registry: reg, API: api, Verify: engine, Metrics: metrics}
+	svc := &Service{Config: cfg, Log: log, Store: st, Backends: bs, Registry: reg, API: api, Verify: engine, Metrics: metrics, Lifecycle: life}
 	api.Handle("GET /v1/health", store.ScopeRead, http.HandlerFunc(svc.healthDoc))
 	api.Handle("GET /metrics", web.ScopeOpen, metricsHandler(metrics))
 	// The admin endpoints are on the public API too, for an admin token;
@@ -196,6 +210,13 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 		s.Verify.RunScheduled(baseCtx, []verify.Schedule{
 			{Mode: store.ModeDeep, Interval: s.Config.Verify.Deep.Interval, Jitter: s.Config.Verify.Deep.Jitter},
 			{Mode: store.ModeQuick, Interval: s.Config.Verify.Quick.Interval, Jitter: s.Config.Verify.Quick.Jitter},
+		})
+	}()
+	lifecycleDone := make(chan struct{})
+	go func() {
+		defer close(lifecycleDone)
+		s.Lifecycle.RunScheduled(baseCtx, lifecycle.Schedule{
+			Retention: s.Config.Retention.Interval, GC: s.Config.GC.Interval, Events: s.Config.Events.PruneInterval,
 		})
 	}()
 	errc := make(chan error, 1)
@@ -247,6 +268,7 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	// Stop the scheduler; an interrupted run resumes at the next start.
 	cancelRequests()
 	<-verifyDone
+	<-lifecycleDone
 	// Sessions of cancelled uploads are dropped with their staged data.
 	if _, serr := s.Registry.SweepSessions(context.WithoutCancel(ctx), true); serr != nil {
 		s.Log.Warn("dropping open upload sessions at shutdown failed", "err", serr)

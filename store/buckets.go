@@ -32,27 +32,47 @@ var (
 	bucketTokens = []byte("tokens")
 	// bucketLocationCounts: backend id \x00 status -> count(8) bytes(8),
 	// big-endian: the locations of each backend by status and their bytes,
-	// kept by putLocation/deleteLocation. Added by migration 4.
+	// kept by putLocation/deleteLocation. Added by migration 5.
 	bucketLocationCounts = []byte("location_counts")
 	// bucketFailedLocations: digest \x00 backend id -> empty, for every
-	// location whose status is a failed verdict. Added by migration 4.
+	// location whose status is a failed verdict. Added by migration 5.
 	bucketFailedLocations = []byte("failed_locations")
 	// Listing indexes, kept by putPackage/deletePackage; each key ends in
 	// the package key name \x00 version, the value is empty. Added by
-	// migration 5.
+	// migration 6.
 	// bucketByProducer: producer \x00 name \x00 version.
 	bucketByProducer = []byte("packages_by_producer")
 	// bucketByRetention: retention class \x00 name \x00 version.
 	bucketByRetention = []byte("packages_by_retention_class")
 	// bucketByLabel: label key \x00 label value \x00 name \x00 version.
 	bucketByLabel = []byte("packages_by_label")
+	// bucketPackageRefs: digest \x00 name \x00 version -> empty. Which
+	// committed packages reference a content; written and removed in the
+	// same transaction as the package. Garbage collection deletes a
+	// content's locations only when it has no entry here. Added by
+	// migration 4, which builds it from the packages.
+	bucketPackageRefs = []byte("package_refs")
+	// bucketGCIntents: backend id \x00 digest -> GCIntent. An object whose
+	// location garbage collection removed and whose backend delete is not
+	// confirmed yet; a crash leaves it here and the next run finishes it.
+	// Added by migration 4.
+	bucketGCIntents = []byte("gc_intents")
+	// bucketOrphans: backend id \x00 digest -> OrphanRecord (when gc first
+	// saw an object the registry does not know). Added by migration 4.
+	bucketOrphans = []byte("gc_orphans")
+	// bucketLifecycle: "gc" | "retention" | "events" -> the last run's
+	// summary; "events_horizon" -> seq(8) of the oldest event that pruning
+	// kept. Added by migration 4.
+	bucketLifecycle = []byte("lifecycle")
 )
 
 var keySchemaVersion = []byte("schema_version")
 
 // allBuckets lists every bucket of the current schema.
 func allBuckets() [][]byte {
-	return append(v1Buckets(), bucketVerifyState, bucketTokens, bucketLocationCounts, bucketFailedLocations,
+	return append(v1Buckets(), bucketVerifyState, bucketTokens,
+		bucketPackageRefs, bucketGCIntents, bucketOrphans, bucketLifecycle,
+		bucketLocationCounts, bucketFailedLocations,
 		bucketByProducer, bucketByRetention, bucketByLabel)
 }
 

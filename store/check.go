@@ -94,6 +94,9 @@ func (s *Store) Check(ctx context.Context, backendIDs []string, max int) ([]Prob
 		if err := checkPackageIndexes(ctx, tx, add); err != nil {
 			return err
 		}
+		if err := checkPackageRefs(tx, add); err != nil {
+			return err
+		}
 		return tx.Bucket(bucketVersions).ForEach(func(k, v []byte) error {
 			i := bytes.IndexByte(k, 0)
 			if i < 0 || tx.Bucket(bucketPackages).Get(joinKey(string(k[:i]), string(v))) == nil {

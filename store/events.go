@@ -44,13 +44,19 @@ func (s *Store) appendEvent(tx *bolt.Tx, typ, subject string, data any) error {
 	return b.Put(u64(seq), v)
 }
 
-// Events returns up to limit events with seq > after, in order.
+// Events returns up to limit events with seq > after, in order. If event
+// retention removed events after `after`, it fails with ErrEventsPruned
+// naming the oldest available sequence.
 func (s *Store) Events(ctx context.Context, after uint64, limit int) ([]Event, error) {
 	var out []Event
 	if after == ^uint64(0) {
 		return nil, nil
 	}
 	err := s.db.View(func(tx *bolt.Tx) error {
+		if h := eventHorizon(tx); after+1 < h {
+			return fmt.Errorf("%w: events after seq %d up to %d were removed by event retention; the oldest available is seq %d (resume with after=%d)",
+				ErrEventsPruned, after, h-1, h, h-1)
+		}
 		c := tx.Bucket(bucketEvents).Cursor()
 		for k, v := c.Seek(u64(after + 1)); k != nil && len(out) < limit; k, v = c.Next() {
 			if len(k) != 8 {

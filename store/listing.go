@@ -3,8 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
-	"errors"
-	"fmt"
+		"fmt"
 	"maps"
 	"slices"
 
@@ -30,7 +29,8 @@ func indexKeys(p *Package) map[string][][]byte {
 }
 
 // putPackage writes a new package (p.Seq set by the caller), its version
-// index entry and its listing-index entries.
+// index entry, its listing-index entries and its content references
+// (package_refs, which garbage collection reads).
 func putPackage(tx *bolt.Tx, p *Package) error {
 	v, err := encode(p)
 	if err != nil {
@@ -40,6 +40,9 @@ func putPackage(tx *bolt.Tx, p *Package) error {
 		return err
 	}
 	if err := tx.Bucket(bucketVersions).Put(u64Append(append([]byte(p.Name), 0), p.Seq), []byte(p.Version)); err != nil {
+		return err
+	}
+	if err := addPackageRefs(tx, p); err != nil {
 		return err
 	}
 	return putIndexes(tx, p)
@@ -57,21 +60,22 @@ func putIndexes(tx *bolt.Tx, p *Package) error {
 	return nil
 }
 
-// deletePackage removes name@version with its version index and listing
-// index entries, and returns what it removed (nil if it did not exist).
-// Blobs and locations are not touched: the caller decides what else goes.
-func deletePackage(tx *bolt.Tx, name, version string) (*Package, error) {
+// removePackage removes name@version with its version index entry,
+// listing-index entries and content references, and returns what it
+// removed (ErrNotFound if it does not exist). Blobs, locations and events
+// are the caller's business.
+func removePackage(tx *bolt.Tx, name, version string) (*Package, error) {
 	p, err := getPackage(tx, name, version)
 	if err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return nil, nil
-		}
 		return nil, err
 	}
 	if err := tx.Bucket(bucketPackages).Delete(joinKey(name, version)); err != nil {
 		return nil, err
 	}
 	if err := tx.Bucket(bucketVersions).Delete(u64Append(append([]byte(name), 0), p.Seq)); err != nil {
+		return nil, err
+	}
+	if err := removePackageRefs(tx, p); err != nil {
 		return nil, err
 	}
 	for bname, keys := range indexKeys(p) {
@@ -279,6 +283,9 @@ func putPackages(tx *bolt.Tx, pkgs []Package) error {
 		}
 		per[string(bucketPackages)] = append(per[string(bucketPackages)], kv{joinKey(p.Name, p.Version), v})
 		per[string(bucketVersions)] = append(per[string(bucketVersions)], kv{u64Append(append([]byte(p.Name), 0), p.Seq), []byte(p.Version)})
+		for _, f := range p.Files {
+			per[string(bucketPackageRefs)] = append(per[string(bucketPackageRefs)], kv{joinKey(f.Digest, p.Name, p.Version), nil})
+		}
 		for name, keys := range indexKeys(p) {
 			for _, k := range keys {
 				per[name] = append(per[name], kv{k, nil})
@@ -295,4 +302,24 @@ func putPackages(tx *bolt.Tx, pkgs []Package) error {
 		}
 	}
 	return nil
+}
+
+// rebuildPackageRefs replaces package_refs with what the packages say.
+func rebuildPackageRefs(ctx interface{ Err() error }, tx *bolt.Tx) error {
+	if err := tx.DeleteBucket(bucketPackageRefs); err != nil {
+		return err
+	}
+	if _, err := tx.CreateBucket(bucketPackageRefs); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketPackages).ForEach(func(k, v []byte) error {
+		var p Package
+		if decode(v, &p) != nil {
+			return nil // db check reports it
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return addPackageRefs(tx, &p)
+	})
 }

@@ -128,12 +128,19 @@ func TestListingReadsTheIndexAndRepairRebuildsIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketByLabel).Delete(joinKey("team", "red", "a", "1")) })
+	s.db.Update(func(tx *bolt.Tx) error {
+		tx.Bucket(bucketPackageRefs).Delete(joinKey(digestN(2), "b", "1"))
+		return tx.Bucket(bucketByLabel).Delete(joinKey("team", "red", "a", "1"))
+	})
 	if got := listAll(t, s, Filter{Labels: map[string]string{"team": "red"}}, 10); !reflect.DeepEqual(got, []string{"b@1"}) {
 		t.Fatalf("listing by label does not read the index: %v", got)
 	}
 	problems, _ := s.Check(ctx, []string{"local"}, 10)
-	if len(problems) == 0 || problems[0].Kind != "index_mismatch" {
+	kinds := map[string]bool{}
+	for _, p := range problems {
+		kinds[p.Kind] = true
+	}
+	if !kinds["index_mismatch"] || !kinds["missing_package_ref"] {
 		t.Fatalf("db check: %v", problems)
 	}
 	if err := s.Repair(ctx); err != nil {
@@ -145,8 +152,10 @@ func TestListingReadsTheIndexAndRepairRebuildsIt(t *testing.T) {
 	if problems, _ := s.Check(ctx, []string{"local"}, 10); len(problems) != 0 {
 		t.Fatalf("after repair: %v", problems)
 	}
-	// deletePackage takes the index entries with the package.
-	s.db.Update(func(tx *bolt.Tx) error { _, err := deletePackage(tx, "a", "1"); return err })
+	// removePackage takes the index entries with the package.
+	if err := s.db.Update(func(tx *bolt.Tx) error { _, err := removePackage(tx, "a", "1"); return err }); err != nil {
+		t.Fatal(err)
+	}
 	if got := listAll(t, s, Filter{Producer: "ci"}, 10); !reflect.DeepEqual(got, []string{"b@1"}) {
 		t.Fatalf("after delete: %v", got)
 	}
@@ -261,11 +270,12 @@ func TestPaginationIsStableUnderConcurrentPublishes(t *testing.T) {
 	}
 }
 
-// Packages are written only by putPackage and removed only by
-// deletePackage, which keep the version and listing indexes.
+// Packages are written only by putPackage(s) and removed only by
+// removePackage, which keep the version index, the listing indexes and
+// the content references.
 func TestPackagesAreWrittenOnlyThroughHelpers(t *testing.T) {
 	files, _ := filepath.Glob("*.go")
-	write := regexp.MustCompile(`Bucket\((bucketPackages|bucketVersions|bucketByProducer|bucketByRetention|bucketByLabel)\)\.(Put|Delete)\(`)
+	write := regexp.MustCompile(`Bucket\((bucketPackages|bucketVersions|bucketPackageRefs|bucketByProducer|bucketByRetention|bucketByLabel)\)\.(Put|Delete)\(`)
 	for _, f := range files {
 		if strings.HasSuffix(f, "_test.go") || f == "listing.go" {
 			continue
@@ -275,7 +285,7 @@ func TestPackagesAreWrittenOnlyThroughHelpers(t *testing.T) {
 			t.Fatal(err)
 		}
 		if loc := write.FindIndex(b); loc != nil {
-			t.Errorf("%s:%d writes packages directly: use putPackage/deletePackage (store/listing.go) so the indexes stay right",
+			t.Errorf("%s:%d writes packages directly: use putPackage/removePackage (store/listing.go) so the indexes stay right",
 				f, 1+strings.Count(string(b[:loc[0]]), "\n"))
 		}
 	}

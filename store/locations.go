@@ -405,7 +405,8 @@ type noCancel struct{}
 func (noCancel) Err() error { return nil }
 
 // Repair rebuilds every record derived from others (the location counters,
-// the failed-location index and the listing indexes) from what they are derived from, in one
+// the failed-location index, the listing indexes and the content references
+// of packages) from what they are derived from, in one
 // transaction. It is what `db check --repair` runs.
 func (s *Store) Repair(ctx context.Context) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
@@ -422,4 +423,5 @@ func (s *Store) Repair(ctx context.Context) error {
 var derivedRebuilders = []func(ctx context.Context, tx *bolt.Tx) error{
 	func(ctx context.Context, tx *bolt.Tx) error { return rebuildLocationDerived(ctx, tx) },
 	func(ctx context.Context, tx *bolt.Tx) error { return rebuildPackageIndexes(ctx, tx) },
+	func(ctx context.Context, tx *bolt.Tx) error { return rebuildPackageRefs(ctx, tx) },
 }

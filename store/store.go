@@ -159,6 +159,7 @@ var migrations = []migration{
 		_, err := tx.CreateBucketIfNotExists(bucketTokens)
 		return err
 	}},
+	{name: "add lifecycle (package refs, gc intents, orphans)", up: migrateLifecycle},
 	{name: "add location counters and the failed-location index", up: func(tx *bolt.Tx) error {
 		return rebuildLocationDerived(noCancel{}, tx)
 	}},

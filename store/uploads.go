@@ -39,7 +39,10 @@ type Ref struct {
 // client must upload (each file's backend is in draft.Files). In the same
 // transaction it records an upload ref for every needed digest, before any
 // byte is written: from then on garbage collection of other sessions leaves
-// those objects alone.
+// those objects alone. A file not in needed must still have a usable
+// location on its backend when the session is written; otherwise (garbage
+// collection removed it since the caller looked) it fails with
+// ErrStaleBegin and the caller recomputes needed.
 func (s *Store) CreateSession(ctx context.Context, draft Package, needed []string, ttl time.Duration) (*Session, error) {
 	now := s.now().UTC()
 	sess := &Session{ID: newID(), Draft: draft, Needed: needed, CreatedAt: now, ExpiresAt: now.Add(ttl)}
@@ -48,6 +51,9 @@ func (s *Store) CreateSession(ctx context.Context, draft Package, needed []strin
 		return nil, err
 	}
 	err = s.batch(func(tx *bolt.Tx) error {
+		if err := checkCountedOn(tx, &draft, needed); err != nil {
+			return err
+		}
 		refs := tx.Bucket(bucketUploadRefs)
 		for _, d := range needed {
 			backend, _ := sess.BackendOf(d)

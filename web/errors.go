@@ -73,6 +73,10 @@ func classify(err error) *apiError {
 		out = e(http.StatusConflict, "upload_incomplete")
 	case errors.Is(err, store.ErrNotNeeded):
 		out = e(http.StatusBadRequest, "content_not_needed")
+	case errors.Is(err, store.ErrInvalidReason):
+		out = e(http.StatusBadRequest, "invalid_reason")
+	case errors.Is(err, store.ErrEventsPruned):
+		out = e(http.StatusGone, "events_pruned")
 	case errors.Is(err, store.ErrBadCursor):
 		out = e(http.StatusBadRequest, "invalid_cursor")
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, backends.ErrNotFound) && backend == "":

@@ -61,6 +61,11 @@ type Options struct {
 	// BodyReadTimeout cuts off a client whose request body stalls longer
 	// than this between reads; 0 means 60s.
 	BodyReadTimeout time.Duration
+	// Deleter deletes packages; nil answers 501 to deletes.
+	Deleter PackageDeleter
+	// ProducerDelete lets a publish token of a package's producer delete
+	// it; otherwise only admin tokens may.
+	ProducerDelete bool
 }
 
 // Server is the HTTP API.
@@ -109,6 +114,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/packages", s.authed(read, s.listPackages))
 	m.HandleFunc("GET /v1/packages/{name}", s.authed(read, s.listVersions))
 	m.HandleFunc("GET /v1/packages/{name}/{version}", s.authed(read, s.getPackage))
+	m.HandleFunc("DELETE /v1/packages/{name}/{version}", s.authed(publish, s.deletePackage))
 	m.HandleFunc("GET /v1/packages/{name}/{version}/files/{path...}", s.authed(read, s.getFile))
 	m.HandleFunc("GET /v1/blobs/{digest}", s.authed(read, s.getBlob))
 	m.HandleFunc("GET /v1/events", s.authed(read, s.events))

@@ -321,3 +321,26 @@ func (c *Client) Get(ctx context.Context, path string, hdr http.Header) (*http.R
 	}
 	return c.HTTP.Do(req)
 }
+
+// DeleteResult answers a package delete.
+type DeleteResult struct {
+	Deleted Package `json:"deleted"`
+	Reason  string  `json:"reason"`
+	By      string  `json:"by"`
+}
+
+// Delete deletes name@version for reason (admin token, or a publish token
+// of the producer when the server allows it).
+func (c *Client) Delete(ctx context.Context, name, version, reason string) (*DeleteResult, error) {
+	raw, err := json.Marshal(map[string]string{"reason": reason})
+	if err != nil {
+		return nil, err
+	}
+	var out DeleteResult
+	_, err = c.do(ctx, http.MethodDelete, "/v1/packages/"+url.PathEscape(name)+"/"+url.PathEscape(version),
+		http.Header{"Content-Type": {"application/json"}}, bytes.NewReader(raw), int64(len(raw)), &out)
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
+}

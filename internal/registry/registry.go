@@ -146,6 +146,14 @@ func (r *Registry) stripe(backend, d string) int {
 	return int(h.Sum32() % uint32(len(r.locks)))
 }
 
+// LockKeys takes the key locks of objects on a backend and returns the
+// function that releases them. Upload sessions record their refs under
+// these locks; anything that deletes objects (garbage collection) checks
+// for references and deletes under them too.
+func (r *Registry) LockKeys(backend string, digests []string) func() {
+	return r.lockKeys(backend, digests)
+}
+
 // lockKeys takes the key locks of several objects in a fixed order (no
 // deadlock) and returns the function that releases them.
 func (r *Registry) lockKeys(backend string, digests []string) func() {
@@ -232,6 +240,19 @@ func (r *Registry) Begin(ctx context.Context, m *manifest.Manifest) (*BeginResul
 	if err := r.checkBackend(ctx, backendID); err != nil {
 		return nil, err
 	}
+	// Garbage collection may remove a location between the dedup check
+	// and the session's transaction; CreateSession then refuses with
+	// ErrStaleBegin and the content is looked up (and uploaded) again.
+	for attempt := 1; ; attempt++ {
+		res, err := r.begin(ctx, draft, backendID)
+		if errors.Is(err, store.ErrStaleBegin) && attempt < 5 {
+			continue
+		}
+		return res, err
+	}
+}
+
+func (r *Registry) begin(ctx context.Context, draft store.Package, backendID string) (*BeginResult, error) {
 	res := &BeginResult{Backend: backendID, Needed: []NeededFile{}}
 	var neededDigests []string
 	for _, f := range draft.Files {

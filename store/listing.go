@@ -3,7 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
-		"fmt"
+	"fmt"
 	"maps"
 	"slices"
 

@@ -10,7 +10,7 @@ S3_STATE ?= $(or $(ARTIFACTSTORE_S3_STATE),/tmp/artifactstore-s3)
 S3_SERVERS ?= versitygw minio ceph
 GOTEST_TIMEOUT ?= 25m
 
-.PHONY: all build check-static run test test-unit s3-up s3-down bench fuzz lint clean
+.PHONY: all build check-static run test test-unit s3-up s3-down browser-up screenshots bench fuzz lint clean
 
 all: build
 
@@ -29,7 +29,7 @@ run: build
 	$(BIN) serve --config config.example.yaml
 
 ## test: start the real S3 servers, run the whole suite with -race, then each fuzz target briefly
-test: check-static s3-up
+test: check-static s3-up browser-up
 	. $(S3_STATE)/env.sh && go test -race -count=1 -timeout $(GOTEST_TIMEOUT) ./...
 	scripts/fuzz.sh $(FUZZ_SMOKE)
 
@@ -43,6 +43,15 @@ fuzz:
 ## test-unit: the suite without S3 servers (S3 tests skip unless CI is set)
 test-unit:
 	go test -race -count=1 ./...
+
+## browser-up: install Debian's Chromium for the web interface's browser tests
+browser-up:
+	scripts/browser-up.sh
+
+## screenshots: regenerate docs/ui/*.png, a picture of each page of the web interface
+screenshots: browser-up
+	mkdir -p docs/ui
+	ARTIFACTSTORE_UI_SCREENSHOTS=$(CURDIR)/docs/ui go test -count=1 -run '^TestUIBrowser$$' ./app
 
 ## s3-up / s3-down: install and start (or stop) versitygw, MinIO and Ceph RGW on 127.0.0.1
 s3-up:

@@ -54,6 +54,9 @@ func (s *Service) adminRoutes() map[string]http.Handler {
 	for pattern, h := range s.Lifecycle.AdminRoutes() {
 		routes[pattern] = h
 	}
+	for pattern, h := range s.Webhooks.Routes() {
+		routes[pattern] = h
+	}
 	return routes
 }
 

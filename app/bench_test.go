@@ -215,7 +215,7 @@ func benchUploadDownload(t testing.TB, rep *benchReport, env *testEnv, label str
 		base, baseDown = append(base, bu), append(baseDown, bd)
 	}
 	row := func(name, baseName string, o, b []time.Duration, target float64) {
-		mo, mb := median(o), median(b)
+		mo, mb := medianD(o), medianD(b)
 		ratio := mb.Seconds() / mo.Seconds()
 		rep.add(benchRow{Name: name, Ours: fmt.Sprintf("%.0f MB/s", mbps(size, mo)), Baseline: fmt.Sprintf("%.0f MB/s (%s)", mbps(size, mb), baseName),
 			Ratio: fmt.Sprintf("%.2f", ratio), Target: fmt.Sprintf(">= %.2f", target), Verdict: verdict(ratio >= target),
@@ -230,8 +230,8 @@ func benchUploadDownload(t testing.TB, rep *benchReport, env *testEnv, label str
 	}
 }
 
-// median of durations (the lower middle one for an even count).
-func median(ds []time.Duration) time.Duration {
+// medianD is the median of durations (the lower middle one for an even count).
+func medianD(ds []time.Duration) time.Duration {
 	s := append([]time.Duration(nil), ds...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	return s[(len(s)-1)/2]
@@ -299,8 +299,11 @@ func runBenchmarks(t testing.TB, sz benchSizes, rep *benchReport, runs int) {
 
 	// 4. Verification throughput vs raw sha256 of the same files.
 	benchVerify(t, rep, env, sz.verifyTotal)
+	benchVerifiedReads(t, rep, dir, sz.s3Object, runs) // bench_integrity_test.go
 	// 5. Publish rate of small packages from 32 producers.
 	benchPublishRate(t, rep, env, sz.publishes)
+	// 5b. The same with a webhook to a blackholed receiver (bench_webhook_test.go).
+	benchWebhookPublish(t, rep, env, sz.publishes/3, runs)
 	env.stop()
 	// 6. The store at scale: a million packages with distinct objects on
 	// local, and a tenth of that on Ceph RGW.
@@ -313,6 +316,8 @@ func runBenchmarks(t testing.TB, sz benchSizes, rep *benchReport, runs int) {
 	}
 	// 7. Peak RSS of a large streaming upload.
 	benchRSS(t, rep, dir, sz.rssUpload)
+	// 8. Every page of the web interface at a tenth of the packages.
+	benchUI(t, rep, dir, sz.scaleLocal/10)
 }
 
 func benchVerify(t testing.TB, rep *benchReport, env *testEnv, total int64) {

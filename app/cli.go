@@ -5,7 +5,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -31,21 +30,22 @@ type Env struct {
 	Environ []string
 }
 
-// Main runs the command line and returns the process exit code.
+// Main runs the command line and returns the process exit code: 0
+// success, 1 the operation failed, 2 bad usage or configuration (see
+// exitCodeOf); verify refines 1 and 2.
 func Main(ctx context.Context, args []string, env Env) int {
-	err := NewCLI(env).RunContext(ctx, args)
+	a := NewCLI(env)
+	args, err := prepareArgs(a, args, env.Environ)
 	if err == nil {
-		return 0
+		err = a.RunContext(ctx, args)
 	}
-	var ec cli.ExitCoder
-	if errors.As(err, &ec) {
-		if msg := err.Error(); msg != "" {
-			fmt.Fprintln(env.Stderr, "artifactstore:", msg)
-		}
-		return ec.ExitCode()
+	if err == nil {
+		return exitOK
 	}
-	fmt.Fprintln(env.Stderr, "artifactstore:", err)
-	return 1
+	if msg := err.Error(); msg != "" {
+		fmt.Fprintln(env.Stderr, "artifactstore:", msg)
+	}
+	return exitCodeOf(err)
 }
 
 func commit() string {
@@ -87,10 +87,14 @@ func NewCLI(env Env) *cli.App {
 				Usage: "inspect configuration",
 				Subcommands: []*cli.Command{{
 					Name:  "check",
-					Usage: "validate the configuration and print the effective config (secrets redacted)",
+					Usage: "validate the configuration, resolve every credential reference, and print the effective config (secrets never shown)",
 					Flags: []cli.Flag{configFlag()},
 					Action: func(c *cli.Context) error {
 						cfg, err := loadFromCLI(c, env, nil)
+						if err != nil {
+							return err
+						}
+						refs, err := resolveCredentials(cfg, env)
 						if err != nil {
 							return err
 						}
@@ -98,7 +102,11 @@ func NewCLI(env Env) *cli.App {
 						if err != nil {
 							return err
 						}
-						fmt.Fprintf(env.Stdout, "# configuration is valid\n%s", out)
+						fmt.Fprintf(env.Stdout, "# configuration is valid\n")
+						for _, r := range refs {
+							fmt.Fprintf(env.Stdout, "# %s: %s resolves (value not shown)\n", r.key, r.ref)
+						}
+						fmt.Fprintf(env.Stdout, "%s", out)
 						return nil
 					},
 				}},
@@ -111,8 +119,9 @@ func NewCLI(env Env) *cli.App {
 					return nil
 				},
 			},
-		}, append(append(append(dbCommands(env), tokenCommand(env)), clientCommands(env)...), lifecycleCommands(env)...)...),
+		}, append(append(append(dbCommands(env), tokenCommand(env), webhookCommand(env)), clientCommands(env)...), lifecycleCommands(env)...)...),
 	}
+	finishCommands(a)
 	return a
 }
 

@@ -24,8 +24,14 @@ import (
 	"artifactstore/internal/client"
 )
 
-const clientExitHelp = `Exit codes: 0 success; 1 the operation failed (server error, digest
-mismatch, not found); 2 bad usage or configuration.`
+const clientExitHelp = `Environment: ARTIFACTSTORE_URL is the server URL when --server is not
+given (else http://127.0.0.1:8080); ARTIFACTSTORE_TOKEN is the access token
+sent as "Authorization: Bearer"; ARTIFACTSTORE_TOKEN_FILE names a file
+holding the token, read when ARTIFACTSTORE_TOKEN is unset. Flags may come
+before or after the arguments.
+Exit codes: 0 success; 1 the operation failed (server error, digest
+mismatch, not found, token refused); 2 bad usage (unknown command or flag,
+missing argument or required flag).`
 
 func serverFlags() []cli.Flag {
 	return []cli.Flag{
@@ -110,7 +116,9 @@ func clientCommands(env Env) []*cli.Command {
 			Usage:       "list packages",
 			Description: clientExitHelp,
 			Flags: append(serverFlags(),
-				&cli.StringFlag{Name: "name"}, &cli.StringFlag{Name: "producer"}, &cli.StringFlag{Name: "retention-class"},
+				&cli.StringFlag{Name: "name", Usage: "only packages named `NAME`"},
+				&cli.StringFlag{Name: "producer", Usage: "only packages published by producer `ID`"},
+				&cli.StringFlag{Name: "retention-class", Usage: "only packages of retention `CLASS`"},
 				&cli.StringSliceFlag{Name: "label", Usage: "`key=value` filter (repeatable)"},
 				&cli.IntFlag{Name: "limit", Value: 100, Usage: "packages per page (1-1000)"},
 				&cli.BoolFlag{Name: "all", Usage: "follow cursors through every page"},
@@ -130,7 +138,7 @@ func clientCommands(env Env) []*cli.Command {
 				}
 				p, err := cl.GetPackage(c.Context, name, version)
 				if err != nil {
-					return cli.Exit(err, 1)
+					return apiFailed(cl, err)
 				}
 				if c.Bool("json") {
 					return writeJSONOut(env.Stdout, p)
@@ -153,12 +161,12 @@ func clientCommands(env Env) []*cli.Command {
 		},
 		{
 			Name:        "events",
-			Usage:       "print registry events after a sequence number; --follow waits for new ones",
+			Usage:       "print registry events after a sequence number; --follow streams new ones as they commit",
 			Description: clientExitHelp,
 			Flags: append(serverFlags(),
 				&cli.Uint64Flag{Name: "after", Usage: "print events with a sequence number above `SEQ`"},
-				&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep polling for new events"},
-				&cli.DurationFlag{Name: "interval", Value: time.Second, Usage: "poll interval with --follow"},
+				&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing new events as they commit (live stream)"},
+				&cli.DurationFlag{Name: "interval", Value: time.Second, Usage: "with --follow: wait before reconnecting after the stream broke off"},
 			),
 			Action: func(c *cli.Context) error { return runEvents(c, env) },
 		},
@@ -325,7 +333,7 @@ func runPush(c *cli.Context, env Env) error {
 	}
 	var br *client.BeginResponse
 	if err := client.Retry(ctx, retries, func() (err error) { br, err = cl.Begin(ctx, m); return err }); err != nil {
-		return cli.Exit(err, 1)
+		return apiFailed(cl, err)
 	}
 	res.Backend, res.SkippedBytes = br.Backend, br.SkippedBytes
 	if br.Status == "exists" {
@@ -377,7 +385,7 @@ func runPush(c *cli.Context, env Env) error {
 	}
 	if len(errs) > 0 {
 		cl.Abort(context.WithoutCancel(ctx), br.UploadID)
-		return cli.Exit(errors.Join(errs...), 1)
+		return apiFailed(cl, errors.Join(errs...))
 	}
 	var p *client.Package
 	err = client.Retry(ctx, retries, func() (err error) { p, _, err = cl.Commit(ctx, br.UploadID); return err })
@@ -388,7 +396,7 @@ func runPush(c *cli.Context, env Env) error {
 		}
 	}
 	if err != nil {
-		return cli.Exit(err, 1)
+		return apiFailed(cl, err)
 	}
 	res.Package = p
 	return pushDone(c, env, res)
@@ -427,7 +435,7 @@ func runPull(c *cli.Context, env Env) error {
 	ctx := c.Context
 	var p *client.Package
 	if err := client.Retry(ctx, max(1, c.Int("retries")), func() (err error) { p, err = cl.GetPackage(ctx, name, version); return err }); err != nil {
-		return cli.Exit(err, 1)
+		return apiFailed(cl, err)
 	}
 	dir, err := filepath.Abs(c.String("to"))
 	if err != nil {
@@ -516,7 +524,7 @@ func runLs(c *cli.Context, env Env) error {
 	for {
 		ps, next, err := cl.List(c.Context, o)
 		if err != nil {
-			return cli.Exit(err, 1)
+			return apiFailed(cl, err)
 		}
 		all = append(all, ps...)
 		if next == "" || !c.Bool("all") {
@@ -543,34 +551,44 @@ func runEvents(c *cli.Context, env Env) error {
 	if err != nil {
 		return cli.Exit(err, 2)
 	}
+	printEvent := func(e client.Event) error {
+		if c.Bool("json") {
+			b, _ := json.Marshal(e)
+			_, err := fmt.Fprintln(env.Stdout, string(b))
+			return err
+		}
+		_, err := fmt.Fprintf(env.Stdout, "%d\t%s\t%s\t%s\n", e.Seq, e.Time.Format(time.RFC3339), e.Type, e.Subject)
+		return err
+	}
 	after := c.Uint64("after")
+	if c.Bool("follow") {
+		// The live stream (Server-Sent Events) sends the backlog, then each
+		// event as it commits; it resumes from the last printed event.
+		err := cl.StreamEvents(c.Context, after, client.StreamOptions{
+			Reconnect:   c.Duration("interval"),
+			OnReconnect: func(err error) { fmt.Fprintf(env.Stderr, "event stream interrupted (%v); reconnecting\n", err) },
+		}, printEvent)
+		if err != nil {
+			return cli.Exit(err, 1)
+		}
+		return nil
+	}
 	for {
 		evs, err := cl.Events(c.Context, after, 1000)
 		if err != nil {
 			if c.Context.Err() != nil {
 				return nil
 			}
-			return cli.Exit(err, 1)
+			return apiFailed(cl, err)
 		}
 		for _, e := range evs {
-			if c.Bool("json") {
-				b, _ := json.Marshal(e)
-				fmt.Fprintln(env.Stdout, string(b))
-			} else {
-				fmt.Fprintf(env.Stdout, "%d\t%s\t%s\t%s\n", e.Seq, e.Time.Format(time.RFC3339), e.Type, e.Subject)
+			if err := printEvent(e); err != nil {
+				return err
 			}
 			after = e.Seq
 		}
-		if len(evs) == 1000 {
-			continue
-		}
-		if !c.Bool("follow") {
+		if len(evs) < 1000 {
 			return nil
-		}
-		select {
-		case <-c.Context.Done():
-			return nil
-		case <-time.After(c.Duration("interval")):
 		}
 	}
 }

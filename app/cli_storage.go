@@ -68,6 +68,9 @@ func storageCommand(env Env) *cli.Command {
 							fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", res, s.Name, s.Duration.Round(100*time.Microsecond), strings.TrimSpace(s.Detail+" "+s.Error))
 						}
 						tw.Flush()
+						if last := steps[len(steps)-1]; last.Stopped != "" {
+							fmt.Fprintln(env.Stdout, last.Stopped)
+						}
 					}
 					if !ok {
 						return cli.Exit("storage check failed", 1)

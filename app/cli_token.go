@@ -104,10 +104,18 @@ func tokenCommand(env Env) *cli.Command {
 					&cli.StringFlag{Name: "name", Required: true, Usage: "what the token is for"},
 					&cli.StringFlag{Name: "scope", Required: true, Usage: "read, publish or admin"},
 					&cli.StringSliceFlag{Name: "producer", Usage: "producer a publish token may publish as (repeatable; required for publish)"},
-					&cli.DurationFlag{Name: "expires", Usage: "lifetime, e.g. 720h (default: no expiry)"},
+					&cli.StringFlag{Name: "expires", Usage: "token lifetime `DURATION`, e.g. 720h or 30d", DefaultText: "no expiry"},
 				},
 				Action: func(c *cli.Context) error {
-					req, _ := json.Marshal(tokenRequest{Name: c.String("name"), Scope: c.String("scope"), Producers: c.StringSlice("producer"), Expires: c.Duration("expires")})
+					var expires time.Duration
+					if v := c.String("expires"); v != "" {
+						d, err := ParseDuration(v)
+						if err != nil || d <= 0 {
+							return &UsageError{Command: "artifactstore token create", Msg: fmt.Sprintf("--expires %q is not a positive duration such as 720h or 30d", v)}
+						}
+						expires = d
+					}
+					req, _ := json.Marshal(tokenRequest{Name: c.String("name"), Scope: c.String("scope"), Producers: c.StringSlice("producer"), Expires: expires})
 					b, err := adminDo(c, env, http.MethodPost, "/v1/admin/tokens", strings.NewReader(string(req)), http.StatusCreated)
 					if err != nil {
 						return cli.Exit(err, 1)

@@ -85,7 +85,8 @@ func verifyFlags() []cli.Flag {
 }
 
 const verifyHelp = `Exit codes: 0 every location verified; 1 failures found (mismatch, missing
-or unreadable); 2 verification could not run. With the service running, the
+or unreadable); 2 bad usage or an invalid configuration, or verification
+could not run (database, admin socket, backend listing). With the service running, the
 run happens inside it (over the admin socket) and progress streams back;
 otherwise this command opens the database itself.`
 
@@ -148,6 +149,11 @@ func runVerify(c *cli.Context, env Env, ids []string) error {
 			if verdict != store.StatusVerified && n > 0 {
 				failed = true
 			}
+		}
+		// A location stays failed until evidence clears it (a quick pass
+		// cannot clear a mismatch): the exit status says so too.
+		if rep.FailedTotal > 0 {
+			failed = true
 		}
 	}
 	if c.Bool("json") {
@@ -214,6 +220,12 @@ func streamVerify(ctx context.Context, conn *adminConn, id, mode string, env Env
 					fmt.Fprint(env.Stdout, " (resumed an interrupted run)")
 				}
 				fmt.Fprintln(env.Stdout)
+				for _, f := range r.StillFailed {
+					fmt.Fprintf(env.Stdout, "FAILED %s %s on %s (%s)\n  what to do: %s\n", f.Status, f.Digest, f.Backend, f.LastError, f.Action)
+				}
+				if r.FailedTotal > len(r.StillFailed) {
+					fmt.Fprintf(env.Stdout, "... and %d more failed locations (GET /v1/health)\n", r.FailedTotal-len(r.StillFailed))
+				}
 				for _, o := range r.OrphanDigests {
 					fmt.Fprintf(env.Stdout, "ORPHAN %s on %s (not referenced by the registry; left in place)\n", o, id)
 				}

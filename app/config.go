@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"artifactstore/backends/s3"
+	"artifactstore/internal/webhook"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/knadh/koanf/parsers/yaml"
@@ -48,6 +49,7 @@ type Config struct {
 	Retention RetentionConfig `koanf:"retention" yaml:"retention"`
 	GC        GCConfig        `koanf:"gc" yaml:"gc"`
 	Events    EventsConfig    `koanf:"events" yaml:"events"`
+	Webhooks  webhook.Config  `koanf:"webhooks" yaml:"webhooks"`
 }
 
 // RetentionConfig holds the retention policy of each retention class; a
@@ -113,6 +115,10 @@ type VerifyConfig struct {
 	Deep ScheduleConfig `koanf:"deep" yaml:"deep"`
 	// Quick checks existence and size only.
 	Quick ScheduleConfig `koanf:"quick" yaml:"quick"`
+	// TrustedReadWindow: a full read of a location whose deep check matched
+	// less than this long ago skips hashing (sendfile for local files).
+	// 0 hashes every full read.
+	TrustedReadWindow time.Duration `koanf:"trusted_read_window" yaml:"trusted_read_window"`
 }
 
 // ScheduleConfig is one periodic verification; interval 0 disables it.
@@ -191,13 +197,22 @@ type RuleConfig struct {
 	Backend        string `koanf:"backend" yaml:"backend" json:"backend"`
 }
 
-// ConfigError names the key that is wrong.
+// ConfigError names the key that is wrong and, when LoadConfig knows it,
+// where it was set.
 type ConfigError struct {
 	Key string
 	Msg string
+	// Source is where the key was set: "FILE line N", "environment
+	// variable NAME" or "command-line flag"; empty for a default.
+	Source string
 }
 
-func (e *ConfigError) Error() string { return "config: " + e.Key + ": " + e.Msg }
+func (e *ConfigError) Error() string {
+	if e.Source != "" {
+		return "config: " + e.Key + " (" + e.Source + "): " + e.Msg
+	}
+	return "config: " + e.Key + ": " + e.Msg
+}
 
 // LoadOptions says where configuration comes from.
 type LoadOptions struct {
@@ -212,8 +227,25 @@ type LoadOptions struct {
 }
 
 // LoadConfig layers defaults, the file, ARTIFACTSTORE_ environment
-// variables and set flags, then validates the result.
+// variables and set flags, then validates the result. Every error about
+// a key is a *ConfigError naming where the key was set.
 func LoadConfig(opts LoadOptions) (*Config, error) {
+	src := &configSources{flags: opts.Flags}
+	cfg, err := loadConfig(opts, src)
+	var ce *ConfigError
+	if errors.As(err, &ce) && ce.Source == "" {
+		ce.Source = src.of(ce.Key)
+		if _, ok := src.envVar[ce.Key]; ok && strings.Contains(ce.Msg, "did you mean ") {
+			// Suggest the variable, not the YAML key.
+			_, after, _ := strings.Cut(ce.Msg, "did you mean ")
+			suggested := strings.TrimSuffix(after, "?")
+			ce.Msg = strings.Replace(ce.Msg, after, envName(suggested)+"?", 1)
+		}
+	}
+	return cfg, err
+}
+
+func loadConfig(opts LoadOptions, src *configSources) (*Config, error) {
 	k := koanf.New(".")
 	if err := k.Load(rawbytes.Provider(defaultConfig), yaml.Parser()); err != nil {
 		return nil, fmt.Errorf("config: embedded defaults: %w", err)
@@ -228,17 +260,23 @@ func LoadConfig(opts LoadOptions) (*Config, error) {
 	if raw == nil && opts.File != "" {
 		var err error
 		if raw, err = os.ReadFile(opts.File); err != nil {
-			return nil, fmt.Errorf("config: read %s: %w", opts.File, err)
+			return nil, &ConfigError{Key: "--config", Msg: err.Error()}
 		}
 		name = opts.File
 	}
 	if raw != nil {
 		if err := fileK.Load(rawbytes.Provider(raw), yaml.Parser()); err != nil {
-			return nil, fmt.Errorf("config: parse %s: %w", name, err)
+			return nil, &ConfigError{Key: name, Msg: "not valid YAML: " + err.Error()}
+		}
+		src.file, src.raw, src.fileSet = name, raw, map[string]bool{}
+		for _, key := range fileK.Keys() {
+			src.fileSet[key] = true
 		}
 	}
 	envK := koanf.New(".")
-	if err := envK.Load(confmap.Provider(envMap(opts.Environ), "."), nil); err != nil {
+	envValues, envVars := envMap(opts.Environ)
+	src.envVar = envVars
+	if err := envK.Load(confmap.Provider(envValues, "."), nil); err != nil {
 		return nil, fmt.Errorf("config: environment: %w", err)
 	}
 	for _, layer := range []*koanf.Koanf{fileK, envK} {
@@ -265,6 +303,17 @@ func LoadConfig(opts LoadOptions) (*Config, error) {
 	if err := checkBackendKeys(k.Get("backends")); err != nil {
 		return nil, err
 	}
+	for key, v := range k.All() {
+		t := typeAt(reflect.TypeOf(Config{}), key)
+		if t == nil {
+			continue
+		}
+		conv, err := convertValue(key, v, t)
+		if err != nil {
+			return nil, err
+		}
+		k.Set(key, conv)
+	}
 	var cfg Config
 	err := k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{DecoderConfig: &mapstructure.DecoderConfig{
 		DecodeHook: mapstructure.ComposeDecodeHookFunc(
@@ -286,15 +335,17 @@ func LoadConfig(opts LoadOptions) (*Config, error) {
 	return &cfg, nil
 }
 
-// envMap turns ARTIFACTSTORE_SERVER__LISTEN=x into {"server.listen": "x"}.
+// envMap turns ARTIFACTSTORE_SERVER__LISTEN=x into {"server.listen": "x"},
+// and names the variable of each key.
 //
 // A variable is configuration when its name contains "__" (a nested key;
 // unknown ones are errors) or names a top-level key (ARTIFACTSTORE_DATA_DIR).
 // Other ARTIFACTSTORE_ variables (ARTIFACTSTORE_CONFIG, ARTIFACTSTORE_URL,
 // the test harness's ARTIFACTSTORE_TEST_*) are inputs of other tools.
-func envMap(environ []string) map[string]any {
+func envMap(environ []string) (map[string]any, map[string]string) {
 	top := structKeys(reflect.TypeOf(Config{}))
 	out := map[string]any{}
+	names := map[string]string{}
 	for _, kv := range environ {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || !strings.HasPrefix(k, EnvPrefix) {
@@ -305,8 +356,9 @@ func envMap(environ []string) map[string]any {
 			continue
 		}
 		out[strings.ReplaceAll(key, "__", ".")] = v
+		names[strings.ReplaceAll(key, "__", ".")] = k
 	}
-	return out
+	return out, names
 }
 
 // checkKeys reports the first key not defined by t, naming its full path.
@@ -332,7 +384,7 @@ func checkKeys(raw any, t reflect.Type, prefix string) error {
 		for _, name := range names {
 			ft, ok := fields[name]
 			if !ok {
-				return &ConfigError{Key: prefix + name, Msg: "unknown key"}
+				return unknownKey(prefix, name, fields)
 			}
 			if err := checkKeys(m[name], ft, prefix+name+"."); err != nil {
 				return err
@@ -363,6 +415,23 @@ func checkKeys(raw any, t reflect.Type, prefix string) error {
 		}
 	}
 	return nil
+}
+
+// unknownKey reports prefix+name, suggesting the nearest key of the same
+// mapping.
+func unknownKey(prefix, name string, fields map[string]reflect.Type) error {
+	known := make([]string, 0, len(fields))
+	for k := range fields {
+		known = append(known, k)
+	}
+	sort.Strings(known)
+	msg := "unknown key"
+	if s := nearest(name, known); s != "" {
+		msg += "; did you mean " + prefix + s + "?"
+	} else {
+		msg += fmt.Sprintf(" (keys here: %s)", strings.Join(known, ", "))
+	}
+	return &ConfigError{Key: prefix + name, Msg: msg}
 }
 
 // structKeys maps koanf tags to field types, flattening ",squash" embeds.
@@ -454,6 +523,9 @@ func (c *Config) Validate() error {
 	if c.Verify.Concurrency < 1 || c.Verify.Concurrency > 64 {
 		return &ConfigError{Key: "verify.concurrency", Msg: "must be between 1 and 64"}
 	}
+	if c.Verify.TrustedReadWindow < 0 {
+		return &ConfigError{Key: "verify.trusted_read_window", Msg: "must not be negative (0 hashes every full read)"}
+	}
 	if c.Verify.BytesPerSecond < 0 {
 		return &ConfigError{Key: "verify.bytes_per_second", Msg: "must not be negative (0 means no cap)"}
 	}
@@ -472,6 +544,13 @@ func (c *Config) Validate() error {
 		}
 	}
 	if err := c.validateLifecycle(); err != nil {
+		return err
+	}
+	if err := c.Webhooks.Validate(); err != nil {
+		var fe *webhook.FieldError
+		if errors.As(err, &fe) {
+			return &ConfigError{Key: "webhooks." + fe.Field, Msg: fe.Msg}
+		}
 		return err
 	}
 	switch c.Log.Level {
@@ -587,7 +666,11 @@ func checkBackendKeys(raw any) error {
 		sort.Strings(keys)
 		for _, k := range keys {
 			if !slices.Contains(allowed, k) {
-				return &ConfigError{Key: "backends." + id + "." + k, Msg: fmt.Sprintf("not a key of a %s backend (allowed: %s)", typ, strings.Join(allowed, ", "))}
+				msg := fmt.Sprintf("not a key of a %s backend (allowed: %s)", typ, strings.Join(allowed, ", "))
+				if s := nearest(k, allowed); s != "" {
+					msg = fmt.Sprintf("not a key of a %s backend; did you mean %s? (allowed: %s)", typ, s, strings.Join(allowed, ", "))
+				}
+				return &ConfigError{Key: "backends." + id + "." + k, Msg: msg}
 			}
 		}
 	}

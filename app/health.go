@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"artifactstore/internal/lifecycle"
+	"artifactstore/internal/verify"
+	"artifactstore/internal/webhook"
 	"artifactstore/store"
 )
 
@@ -15,13 +17,18 @@ import (
 // the status "degraded" (the service still serves everything else); a
 // backend that is down makes it "degraded" too; readiness is /readyz.
 type healthDocument struct {
-	Status          string           `json:"status"` // ok, degraded
-	Backends        []backendHealth  `json:"backends"`
-	FailedLocations []store.Location `json:"failed_locations"`
-	FailedTotal     int              `json:"failed_total"`
+	Status          string                  `json:"status"` // ok, degraded
+	Backends        []backendHealth         `json:"backends"`
+	FailedLocations []verify.FailedLocation `json:"failed_locations"` // each with what to do
+	// Action is the operator's next step when locations failed.
+	Action      string `json:"action,omitempty"`
+	FailedTotal int    `json:"failed_total"`
 	// Lifecycle: last gc, retention and event pruning runs, and deletes
 	// decided but not yet confirmed by a backend.
 	Lifecycle *lifecycle.Status `json:"lifecycle,omitempty"`
+	// Webhooks: every subscription's position, lag and failure state; a
+	// failing one makes the status "degraded".
+	Webhooks []webhook.Status `json:"webhooks"`
 }
 
 type backendHealth struct {
@@ -58,12 +65,24 @@ func (s *Service) health(ctx context.Context) (*healthDocument, error) {
 	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	down := s.Registry.Health(hctx)
 	cancel()
-	doc := &healthDocument{Status: "ok", FailedLocations: failed, FailedTotal: total}
-	if doc.FailedLocations == nil {
-		doc.FailedLocations = []store.Location{}
+	described, err := verify.Describe(ctx, s.Store, failed)
+	if err != nil {
+		return nil, err
+	}
+	doc := &healthDocument{Status: "ok", FailedLocations: described, FailedTotal: total}
+	if total > 0 {
+		doc.Action = "failed locations are never served; republish the packages holding their content (artifactstore push) or restore the objects from a copy, then run artifactstore verify; see docs/OPERATOR.md, \"Verification failed, what now\""
 	}
 	if total > 0 || len(down) > 0 {
 		doc.Status = "degraded"
+	}
+	if doc.Webhooks, err = s.Webhooks.Statuses(ctx); err != nil {
+		return nil, err
+	}
+	for _, w := range doc.Webhooks {
+		if w.Failing {
+			doc.Status = "degraded"
+		}
 	}
 	for _, id := range s.Registry.BackendIDs() {
 		bh := backendHealth{ID: id, Up: down[id] == nil, Locations: map[string]int{}, Verification: map[string]verificationState{}}

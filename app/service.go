@@ -21,6 +21,7 @@ import (
 	"artifactstore/internal/lifecycle"
 	"artifactstore/internal/registry"
 	"artifactstore/internal/verify"
+	"artifactstore/internal/webhook"
 	"artifactstore/store"
 	"artifactstore/web"
 )
@@ -102,6 +103,8 @@ type Service struct {
 	// Lifecycle deletes packages, applies retention, collects garbage
 	// and prunes events.
 	Lifecycle *lifecycle.Manager
+	// Webhooks delivers events to subscribed receivers.
+	Webhooks *webhook.Manager
 	// Metrics is this service's own Prometheus registry (no globals).
 	Metrics *prometheus.Registry
 }
@@ -129,6 +132,8 @@ func NewService(ctx context.Context, cfg *Config, log *slog.Logger) (*Service, e
 		SessionTTL: cfg.Server.UploadSessionTTL,
 		MaxFiles:   cfg.Server.MaxFilesPerPackage,
 		Logger:     log,
+
+		TrustVerifiedFor: cfg.Verify.TrustedReadWindow,
 	})
 	// No client of an earlier process can finish its upload session: the
 	// process that staged the bytes is gone. Drop them all, so a crash
@@ -137,6 +142,18 @@ func NewService(ctx context.Context, cfg *Config, log *slog.Logger) (*Service, e
 		st.Close()
 		return nil, fmt.Errorf("drop upload sessions of the previous run: %w", err)
 	}
+	hooks, err := webhook.New(st, webhook.Options{Config: cfg.Webhooks, Logger: log, Metrics: metrics})
+	if err == nil {
+		err = hooks.Sync(ctx)
+	}
+	if err != nil {
+		st.Close()
+		var fe *webhook.FieldError
+		if errors.As(err, &fe) {
+			return nil, &ConfigError{Key: "webhooks." + fe.Field, Msg: fe.Msg}
+		}
+		return nil, err
+	}
 	life := lifecycle.New(st, bs, reg, lifecycle.Options{
 		Logger:      log,
 		Metrics:     lifecycle.NewMetrics(metrics),
@@ -144,6 +161,8 @@ func NewService(ctx context.Context, cfg *Config, log *slog.Logger) (*Service, e
 		OrphanGrace: cfg.GC.OrphanGrace,
 		Events:      cfg.eventPolicy(),
 		Step:        killAtStep(),
+		// Event pruning keeps what a webhook subscription still needs.
+		EventFloor: hooks.KeepFrom,
 	})
 	engine := verify.New(st, bs, verify.Options{
 		Concurrency:    cfg.Verify.Concurrency,
@@ -151,6 +170,10 @@ func NewService(ctx context.Context, cfg *Config, log *slog.Logger) (*Service, e
 		Logger:         log,
 		Metrics:        verify.NewMetrics(metrics),
 	})
+	if err := engine.RestoreMetrics(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
 	api := web.New(reg, web.Options{
 		MaxBodyBytes:         cfg.Server.MaxBodyBytes,
 		MaxManifestBytes:     cfg.Server.MaxManifestBytes,
@@ -163,18 +186,23 @@ func NewService(ctx context.Context, cfg *Config, log *slog.Logger) (*Service, e
 		BodyReadTimeout:      cfg.Server.BodyReadTimeout,
 		Deleter:              life,
 		ProducerDelete:       cfg.Auth.ProducerDelete,
+		Events:               st,
 		Ready: func(ctx context.Context) error {
 			_, err := st.Events(ctx, 0, 1)
 			return err
 		},
 	})
-	svc := &Service{Config: cfg, Log: log, Store: st, Backends: bs, Registry: reg, API: api, Verify: engine, Metrics: metrics, Lifecycle: life}
+	svc := &Service{Config: cfg, Log: log, Store: st, Backends: bs, Registry: reg, API: api, Verify: engine, Metrics: metrics, Lifecycle: life, Webhooks: hooks}
 	api.Handle("GET /v1/health", store.ScopeRead, http.HandlerFunc(svc.healthDoc))
 	api.Handle("GET /metrics", web.ScopeOpen, metricsHandler(metrics))
 	// The admin endpoints are on the public API too, for an admin token;
 	// the admin socket serves them without one (its file mode guards it).
 	for pattern, h := range svc.adminRoutes() {
 		api.Handle(pattern, store.ScopeAdmin, h)
+	}
+	if err := svc.mountUI(); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("web interface: %w", err)
 	}
 	return svc, nil
 }
@@ -196,6 +224,8 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 		BaseContext:       func(net.Listener) context.Context { return baseCtx },
 		ErrorLog:          slog.NewLogLogger(s.Log.Handler(), slog.LevelWarn),
 	}
+	// Live event streams never finish on their own; end them at shutdown.
+	srv.RegisterOnShutdown(s.API.StopStreams)
 	adminLn, err := listenAdmin(s.Config.AdminSocket())
 	if err != nil {
 		return err
@@ -218,6 +248,11 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 		s.Lifecycle.RunScheduled(baseCtx, lifecycle.Schedule{
 			Retention: s.Config.Retention.Interval, GC: s.Config.GC.Interval, Events: s.Config.Events.PruneInterval,
 		})
+	}()
+	webhooksDone := make(chan struct{})
+	go func() {
+		defer close(webhooksDone)
+		s.Webhooks.Run(baseCtx)
 	}()
 	errc := make(chan error, 1)
 	go func() {
@@ -269,6 +304,7 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	cancelRequests()
 	<-verifyDone
 	<-lifecycleDone
+	<-webhooksDone // delivery positions are saved
 	// Sessions of cancelled uploads are dropped with their staged data.
 	if _, serr := s.Registry.SweepSessions(context.WithoutCancel(ctx), true); serr != nil {
 		s.Log.Warn("dropping open upload sessions at shutdown failed", "err", serr)

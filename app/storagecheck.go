@@ -26,21 +26,43 @@ type CheckStep struct {
 	Duration time.Duration `json:"duration_ns"`
 	Detail   string        `json:"detail,omitempty"`
 	Error    string        `json:"error,omitempty"`
+	// Stopped, on the failed step that ended the check, says why the
+	// remaining steps were not run.
+	Stopped string `json:"stopped,omitempty"`
+}
+
+// checkGates are the steps whose failure makes the rest meaningless, with
+// the reason given to the operator.
+var checkGates = map[string]string{
+	"health": "the backend is not reachable or not usable",
+	"write":  "nothing can be read, listed or deleted when the probe object could not be written",
+	"large write (above the single-request limit)": "the large object is not there to read or list",
 }
 
 // CheckBackend writes, reads, range-reads, stats, lists and deletes probe
 // objects, including one above the backend's single-request limit, and
-// removes everything it wrote. It reports every step; ok is false if any
-// step failed.
+// removes everything it wrote. It reports each step it ran; ok is false if
+// any step failed. A failed step in checkGates ends the check there (the
+// step's Stopped says why), so a backend that is down fails in one step
+// instead of timing out through all of them.
 func CheckBackend(ctx context.Context, b backends.Backend) (steps []CheckStep, ok bool) {
 	ok = true
+	const total = 12
+	stopped := false
 	run := func(name string, fn func() (string, error)) bool {
+		if stopped {
+			return false
+		}
 		start := time.Now()
 		detail, err := fn()
 		st := CheckStep{Name: name, OK: err == nil, Duration: time.Since(start), Detail: detail}
 		if err != nil {
 			st.Error = err.Error()
 			ok = false
+			if why, gate := checkGates[name]; gate {
+				stopped = true
+				st.Stopped = fmt.Sprintf("stopped here: %s; skipped the remaining %d of %d steps", why, total-len(steps)-1, total)
+			}
 		}
 		steps = append(steps, st)
 		return err == nil
@@ -52,20 +74,24 @@ func CheckBackend(ctx context.Context, b backends.Backend) (steps []CheckStep, o
 	if ls, isLS := b.(largeObjectSizer); isLS {
 		large = ls.SingleRequestLimit() + 1<<20
 	}
-	bigData := make([]byte, large)
-	rand.Read(bigData)
-	bigD := digest.FromBytes(bigData)
+	// The large probe is made only when its step runs: 65 MiB of random
+	// bytes and their hash cost seconds on a small machine.
+	var bigData []byte
+	var bigD digest.Digest
 	absent := digest.FromBytes(append([]byte("artifactstore-check-absent-"), probe[:16]...))
+	var written []digest.Digest // puts attempted, so cleanup of a backend that is down costs nothing
 	defer func() {
 		// Leave nothing behind, whatever failed.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
-		b.Delete(cctx, d)
-		b.Delete(cctx, bigD)
+		for _, w := range written {
+			b.Delete(cctx, w)
+		}
 	}()
 
 	run("health", func() (string, error) { return "", b.Health(ctx) })
 	run("write", func() (string, error) {
+		written = append(written, d)
 		return fmt.Sprintf("%d bytes", len(probe)), b.Put(ctx, d, int64(len(probe)), bytes.NewReader(probe))
 	})
 	run("stat", func() (string, error) {
@@ -101,6 +127,10 @@ func CheckBackend(ctx context.Context, b backends.Backend) (steps []CheckStep, o
 		return "", nil
 	})
 	run("large write (above the single-request limit)", func() (string, error) {
+		bigData = make([]byte, large)
+		rand.Read(bigData)
+		bigD = digest.FromBytes(bigData)
+		written = append(written, bigD)
 		return fmt.Sprintf("%d bytes", large), b.Put(ctx, bigD, large, bytes.NewReader(bigData))
 	})
 	run("large read", func() (string, error) { return "", readCompare(ctx, b, bigD, 0, -1, bigData) })

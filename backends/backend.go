@@ -59,6 +59,20 @@ type Backend interface {
 	// others become no-ops.
 	Put(ctx context.Context, d digest.Digest, size int64, body io.Reader) error
 
+	// Replace stores exactly size bytes read from body under d's key,
+	// whether or not an object is there already: it is how a stored object
+	// that no longer hashes to d (corrupted, truncated) is rewritten.
+	//
+	// The new bytes are read and hashed to d in full before they take the
+	// key's place, and the switch is atomic: a concurrent Open sees the old
+	// object or the new one, never a mix or nothing. If the body is short
+	// or long, the hash differs, ctx is cancelled or any other error
+	// occurs, Replace returns an error like Put and the previous object (or
+	// its absence) is left exactly as it was, with no temporary data
+	// visible to Walk. Concurrent Replaces and Puts of the same digest are
+	// safe: all bytes that become visible hashed to d.
+	Replace(ctx context.Context, d digest.Digest, size int64, body io.Reader) error
+
 	// Open returns a reader over the object's bytes [off, off+n). n < 0
 	// means "to the end". off == size with n <= 0 yields an empty reader.
 	// An off < 0, off > size, or off+n > size returns ErrInvalidRange (never

@@ -88,6 +88,16 @@ func (i *instrumented) Put(ctx context.Context, d digest.Digest, size int64, bod
 	return err
 }
 
+func (i *instrumented) Replace(ctx context.Context, d digest.Digest, size int64, body io.Reader) error {
+	start := time.Now()
+	err := i.Backend.Replace(ctx, d, size, body)
+	i.observe("replace", start, err)
+	if err == nil {
+		i.m.bytes.WithLabelValues(i.Backend.ID(), "write").Add(float64(size))
+	}
+	return err
+}
+
 func (i *instrumented) Open(ctx context.Context, d digest.Digest, off, n int64) (io.ReadCloser, error) {
 	start := time.Now()
 	rc, err := i.Backend.Open(ctx, d, off, n)

@@ -13,6 +13,7 @@ targets=(
 	"./internal/manifest FuzzNames"
 	"./web FuzzParseRange"
 	"./app FuzzConfig"
+	"./app FuzzConfigValues"
 )
 for t in "${targets[@]}"; do
 	read -r pkg name <<<"$t"

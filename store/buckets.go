@@ -32,14 +32,14 @@ var (
 	bucketTokens = []byte("tokens")
 	// bucketLocationCounts: backend id \x00 status -> count(8) bytes(8),
 	// big-endian: the locations of each backend by status and their bytes,
-	// kept by putLocation/deleteLocation. Added by migration 5.
+	// kept by putLocation/deleteLocation. Added by migration 7.
 	bucketLocationCounts = []byte("location_counts")
 	// bucketFailedLocations: digest \x00 backend id -> empty, for every
-	// location whose status is a failed verdict. Added by migration 5.
+	// location whose status is a failed verdict. Added by migration 7.
 	bucketFailedLocations = []byte("failed_locations")
 	// Listing indexes, kept by putPackage/deletePackage; each key ends in
 	// the package key name \x00 version, the value is empty. Added by
-	// migration 6.
+	// migration 8.
 	// bucketByProducer: producer \x00 name \x00 version.
 	bucketByProducer = []byte("packages_by_producer")
 	// bucketByRetention: retention class \x00 name \x00 version.
@@ -64,6 +64,14 @@ var (
 	// summary; "events_horizon" -> seq(8) of the oldest event that pruning
 	// kept. Added by migration 4.
 	bucketLifecycle = []byte("lifecycle")
+	// bucketWebhooks: subscription id -> Subscription (target, filters,
+	// secret and the delivery cursor). Added by migration 5.
+	bucketWebhooks = []byte("webhook_subscriptions")
+	// bucketRecent: seq(8, big-endian) -> name \x00 version \x00
+	// producer \x00 retention class \x00 labels JSON: the commit order of
+	// every package with what listings filter on. Scanned backwards to
+	// list packages newest first (the web UI). Added by migration 6.
+	bucketRecent = []byte("packages_by_seq")
 )
 
 var keySchemaVersion = []byte("schema_version")
@@ -71,7 +79,7 @@ var keySchemaVersion = []byte("schema_version")
 // allBuckets lists every bucket of the current schema.
 func allBuckets() [][]byte {
 	return append(v1Buckets(), bucketVerifyState, bucketTokens,
-		bucketPackageRefs, bucketGCIntents, bucketOrphans, bucketLifecycle,
+		bucketPackageRefs, bucketGCIntents, bucketOrphans, bucketLifecycle, bucketWebhooks, bucketRecent,
 		bucketLocationCounts, bucketFailedLocations,
 		bucketByProducer, bucketByRetention, bucketByLabel)
 }

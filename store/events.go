@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -41,7 +42,49 @@ func (s *Store) appendEvent(tx *bolt.Tx, typ, subject string, data any) error {
 	if err != nil {
 		return err
 	}
+	tx.OnCommit(s.events.signal)
 	return b.Put(u64(seq), v)
+}
+
+// eventSignal is a broadcast without polling: wait returns a channel that
+// signal closes (and replaces) once events committed after the call.
+type eventSignal struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func (e *eventSignal) wait() <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.ch == nil {
+		e.ch = make(chan struct{})
+	}
+	return e.ch
+}
+
+func (e *eventSignal) signal() {
+	e.mu.Lock()
+	if e.ch != nil {
+		close(e.ch)
+		e.ch = nil
+	}
+	e.mu.Unlock()
+}
+
+// EventNotify returns a channel that is closed as soon as a transaction
+// that appended events commits after this call. Take the channel before
+// reading with Events, so an event committed in between is not missed.
+func (s *Store) EventNotify() <-chan struct{} { return s.events.wait() }
+
+// LastEventSeq returns the sequence of the newest event ever appended (0
+// when there was none), whether or not it has been pruned since.
+func (s *Store) LastEventSeq(ctx context.Context) (uint64, error) {
+	var seq uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		seq = tx.Bucket(bucketEvents).Sequence()
+		return nil
+	})
+	return seq, err
 }
 
 // Events returns up to limit events with seq > after, in order. If event

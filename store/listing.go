@@ -45,6 +45,9 @@ func putPackage(tx *bolt.Tx, p *Package) error {
 	if err := addPackageRefs(tx, p); err != nil {
 		return err
 	}
+	if err := putRecent(tx, p); err != nil {
+		return err
+	}
 	return putIndexes(tx, p)
 }
 
@@ -76,6 +79,9 @@ func removePackage(tx *bolt.Tx, name, version string) (*Package, error) {
 		return nil, err
 	}
 	if err := removePackageRefs(tx, p); err != nil {
+		return nil, err
+	}
+	if err := tx.Bucket(bucketRecent).Delete(u64(p.Seq)); err != nil {
 		return nil, err
 	}
 	for bname, keys := range indexKeys(p) {
@@ -286,6 +292,7 @@ func putPackages(tx *bolt.Tx, pkgs []Package) error {
 		for _, f := range p.Files {
 			per[string(bucketPackageRefs)] = append(per[string(bucketPackageRefs)], kv{joinKey(f.Digest, p.Name, p.Version), nil})
 		}
+		per[string(bucketRecent)] = append(per[string(bucketRecent)], kv{u64(p.Seq), recentValue(p)})
 		for name, keys := range indexKeys(p) {
 			for _, k := range keys {
 				per[name] = append(per[name], kv{k, nil})

@@ -14,7 +14,7 @@ import (
 )
 
 // Location statuses. A location starts "stored"; verification moves it to
-// one of the verdicts.
+// one of the verdicts, following the rules of nextStatus (status.go).
 const (
 	StatusStored     = "stored"
 	StatusVerified   = "verified"
@@ -69,6 +69,10 @@ type Location struct {
 	// LastCheckedAt is the last quick check (existence and size only).
 	LastCheckedAt *time.Time `json:"last_checked_at,omitempty"`
 	LastError     string     `json:"last_error,omitempty"`
+	// Repairs counts verified rewrites of a failed object (RecordRepair).
+	// It is the location's generation: a verdict about bytes read before
+	// a repair is stale and not recorded.
+	Repairs int `json:"repairs,omitempty"`
 }
 
 // Failed reports whether verification found the location bad.

@@ -65,6 +65,8 @@ type Store struct {
 	// writer, and it evicts entries when it deletes them.
 	sessions sync.Map // id -> *Session
 	tokens   sync.Map // id -> Token
+	// events wakes readers of the event log after each commit (events.go).
+	events eventSignal
 }
 
 // Open opens or creates the database at path and brings its schema up to
@@ -160,6 +162,11 @@ var migrations = []migration{
 		return err
 	}},
 	{name: "add lifecycle (package refs, gc intents, orphans)", up: migrateLifecycle},
+	{name: "add webhook subscriptions", up: func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucketWebhooks)
+		return err
+	}},
+	{name: "add packages by commit order", up: migrateRecent},
 	{name: "add location counters and the failed-location index", up: func(tx *bolt.Tx) error {
 		return rebuildLocationDerived(noCancel{}, tx)
 	}},

@@ -92,6 +92,9 @@ func TestMigratesCheckedInDatabases(t *testing.T) {
 		if tx.Bucket(bucketVerifyState) == nil {
 			t.Fatal("migration 2 did not add the verification state bucket")
 		}
+		if tx.Bucket(bucketWebhooks) == nil {
+			t.Fatal("the webhook subscriptions migration did not add its bucket")
+		}
 		return nil
 	})
 }

@@ -207,11 +207,23 @@ type CommitResult struct {
 	Garbage []Ref
 }
 
+// pathsOf returns the paths of p's files with digest d.
+func pathsOf(p Package, d string) []string {
+	var out []string
+	for _, f := range p.Files {
+		if f.Digest == d {
+			out = append(out, f.Path)
+		}
+	}
+	return out
+}
+
 // Commit makes the session's package visible atomically: package, blobs,
 // new locations and their events are written in one transaction, and the
 // session is removed. stored lists the needed digests the caller has
 // confirmed the backend now holds; a needed digest missing from it fails
-// the commit with ErrIncomplete. Committing an identical existing package succeeds
+// the commit with ErrIncomplete, and so does a file whose location on its
+// backend has a failed status (only RecordRepair clears that). Committing an identical existing package succeeds
 // with Created false; a different one fails with ErrConflict (and the
 // session is dropped, its refs returned for garbage collection).
 func (s *Store) Commit(ctx context.Context, id string, stored []string) (CommitResult, error) {
@@ -225,6 +237,22 @@ func (s *Store) Commit(ctx context.Context, id string, stored []string) (CommitR
 		}
 		draft := sess.Draft
 		if existing, err := getPackage(tx, draft.Name, draft.Version); err == nil {
+			if SamePackage(existing, &draft) {
+				// A republish that repairs: every failed location it was
+				// begun for must have been rewritten (RecordRepair).
+				var failed []string
+				for _, ds := range sess.Needed {
+					backend, _ := sess.BackendOf(ds)
+					if l, err := getLocation(tx, ds, backend); err != nil {
+						return err
+					} else if l != nil && l.Failed() {
+						failed = append(failed, pathsOf(draft, ds)...)
+					}
+				}
+				if len(failed) > 0 {
+					return fmt.Errorf("%w: failed verification and not uploaded again yet: %s", ErrIncomplete, strings.Join(failed, ", "))
+				}
+			}
 			refs, err := deleteSession(tx, id)
 			if err != nil {
 				return err
@@ -234,24 +262,32 @@ func (s *Store) Commit(ctx context.Context, id string, stored []string) (CommitR
 				res.Package = existing
 				return nil
 			}
-			conflict = fmt.Errorf("package %s@%s already exists with different content: %w", draft.Name, draft.Version, ErrConflict)
+			conflict = &ConflictError{Name: draft.Name, Version: draft.Version, Diff: PackageDiff(existing, &draft)}
 			return nil
 		} else if !errors.Is(err, ErrNotFound) {
 			return err
 		}
 
-		var missing []string
+		var missing, failed []string
 		for _, f := range draft.Files {
 			l, err := getLocation(tx, f.Digest, f.Backend)
 			if err != nil {
 				return err
 			}
-			if (l == nil || l.Failed()) && !slices.Contains(stored, f.Digest) {
+			switch {
+			case l == nil && !slices.Contains(stored, f.Digest):
 				missing = append(missing, f.Path)
+			case l != nil && l.Failed():
+				// The object's presence proves nothing about its bytes:
+				// only a verified repair (RecordRepair) clears a failure.
+				failed = append(failed, f.Path)
 			}
 		}
 		if len(missing) > 0 {
 			return fmt.Errorf("%w: not uploaded yet: %s", ErrIncomplete, strings.Join(missing, ", "))
+		}
+		if len(failed) > 0 {
+			return fmt.Errorf("%w: failed verification and not uploaded again yet: %s", ErrIncomplete, strings.Join(failed, ", "))
 		}
 
 		now := s.now().UTC()
@@ -268,11 +304,9 @@ func (s *Store) Commit(ctx context.Context, id string, stored []string) (CommitR
 			}
 			if old, err := getLocation(tx, f.Digest, f.Backend); err != nil {
 				return err
-			} else if old != nil && !(old.Failed() && old.Status != StatusUnreadable && slices.Contains(stored, f.Digest)) {
+			} else if old != nil {
 				continue
 			}
-			// New, or a failed location whose content was stored again:
-			// the location is (re)created as stored.
 			loc := Location{Digest: f.Digest, Backend: f.Backend, Size: f.Size, Status: StatusStored, StoredAt: now}
 			if err := putLocation(tx, &loc); err != nil {
 				return err
@@ -317,24 +351,7 @@ func (s *Store) Commit(ctx context.Context, id string, stored []string) (CommitR
 }
 
 // SamePackage reports whether two packages have the same declared content.
-func SamePackage(a, b *Package) bool {
-	if a.Name != b.Name || a.Version != b.Version || a.Producer != b.Producer ||
-		a.RetentionClass != b.RetentionClass || len(a.Labels) != len(b.Labels) || len(a.Files) != len(b.Files) {
-		return false
-	}
-	for k, v := range a.Labels {
-		if bv, ok := b.Labels[k]; !ok || bv != v {
-			return false
-		}
-	}
-	for i := range a.Files {
-		fa, fb := a.Files[i], b.Files[i]
-		if fa.Path != fb.Path || fa.Size != fb.Size || fa.Digest != fb.Digest || fa.MediaType != fb.MediaType {
-			return false
-		}
-	}
-	return true
-}
+func SamePackage(a, b *Package) bool { return PackageDiff(a, b) == "" }
 
 func u64Append(b []byte, v uint64) []byte {
 	return append(b, u64(v)...)

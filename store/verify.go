@@ -32,36 +32,39 @@ type Verdict struct {
 	Duration  time.Duration `json:"duration_ns"`
 	Error     string        `json:"error,omitempty"`
 	RunID     string        `json:"run_id"`
+	// Generation is the location's Repairs when the check began; a
+	// verdict whose location was repaired since is stale and dropped.
+	Generation int `json:"generation,omitempty"`
 }
 
 // Failed reports whether the verdict is a failure.
 func (v Verdict) Failed() bool { return v.Verdict != StatusVerified }
 
-// RecordVerdict updates the location's status and writes the verdict's
-// events in one transaction. A location deleted meanwhile is skipped.
+// RecordVerdict updates the location's status (by the rules of nextStatus:
+// only a deep match clears a mismatch, a quick pass lifts missing or
+// unreadable to stored) and writes the verdict's events in one
+// transaction. A location deleted meanwhile, or repaired since the check
+// began (v.Generation below its Repairs), is skipped: the verdict is about
+// bytes that are no longer there.
 func (s *Store) RecordVerdict(ctx context.Context, v Verdict) error {
 	return s.batch(func(tx *bolt.Tx) error {
 		l, err := getLocation(tx, v.Digest, v.Backend)
-		if err != nil || l == nil {
+		if err != nil || l == nil || v.Generation < l.Repairs {
 			return err
 		}
 		at := v.At.UTC()
-		switch {
-		case v.Mode == ModeDeep:
-			l.Status = v.Verdict
+		l.Status = nextStatus(l.Status, v.Mode, v.Verdict)
+		switch v.Mode {
+		case ModeDeep:
 			l.LastVerifiedAt = &at
-		case v.Failed():
-			l.Status = v.Verdict
-			l.LastCheckedAt = &at
-		default:
-			// A quick check cannot vouch for the content: it keeps a
-			// verified status, and lifts a failed one back to stored.
-			if l.Failed() {
-				l.Status = StatusStored
-			}
+		case ModeQuick:
 			l.LastCheckedAt = &at
 		}
-		l.LastError = v.Error
+		if v.Failed() {
+			l.LastError = v.Error
+		} else if !l.Failed() {
+			l.LastError = ""
+		} // else: a pass that cannot clear the failure keeps its diagnosis
 		if err := putLocation(tx, l); err != nil {
 			return err
 		}

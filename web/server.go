@@ -66,6 +66,13 @@ type Options struct {
 	// ProducerDelete lets a publish token of a package's producer delete
 	// it; otherwise only admin tokens may.
 	ProducerDelete bool
+	// Events is the event log the event endpoints read; nil means the
+	// registry's store.
+	Events EventLog
+	// MaxEventStreams bounds open GET /v1/events/stream connections; 0
+	// means 256. StreamKeepalive is the idle comment interval; 0 means 15s.
+	MaxEventStreams int
+	StreamKeepalive time.Duration
 }
 
 // Server is the HTTP API.
@@ -76,6 +83,7 @@ type Server struct {
 	mux     *http.ServeMux
 	metrics *httpMetrics
 	uploads chan struct{} // semaphore of uploads in flight
+	streams streams       // live event streams (stream.go)
 }
 
 // New builds the API handler.
@@ -95,8 +103,15 @@ func New(reg Registry, opts Options) *Server {
 	if opts.BodyReadTimeout <= 0 {
 		opts.BodyReadTimeout = time.Minute
 	}
+	if opts.MaxEventStreams <= 0 {
+		opts.MaxEventStreams = 256
+	}
+	if opts.StreamKeepalive <= 0 {
+		opts.StreamKeepalive = 15 * time.Second
+	}
 	s := &Server{reg: reg, opts: opts, log: opts.Logger, mux: http.NewServeMux(), metrics: newHTTPMetrics(opts.Metrics),
-		uploads: make(chan struct{}, opts.MaxConcurrentUploads)}
+		uploads: make(chan struct{}, opts.MaxConcurrentUploads),
+		streams: streams{stop: make(chan struct{}), sem: make(chan struct{}, opts.MaxEventStreams)}}
 	s.routes()
 	return s
 }
@@ -118,6 +133,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/packages/{name}/{version}/files/{path...}", s.authed(read, s.getFile))
 	m.HandleFunc("GET /v1/blobs/{digest}", s.authed(read, s.getBlob))
 	m.HandleFunc("GET /v1/events", s.authed(read, s.events))
+	m.HandleFunc("GET /v1/events/stream", s.authed(read, s.eventStream))
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, newErr(http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path))
 	})
@@ -148,7 +164,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body := &countingBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: s.opts.BodyReadTimeout}
 	r.Body = body
 	s.metrics.inFlight.Inc()
-	s.mux.ServeHTTP(rw, r)
+	if !cleanPath(r.URL.Path) {
+		s.fail(rw, r, unknownPath(r))
+	} else {
+		s.mux.ServeHTTP(rw, r)
+	}
 	s.metrics.inFlight.Dec()
 	took := time.Since(start)
 	s.metrics.observe(r.Pattern, r.Method, rw.status, body.n, rw.n, took)
@@ -239,6 +259,9 @@ type beginResponse struct {
 	UploadURL    string                `json:"upload_url,omitempty"`
 	CommitURL    string                `json:"commit_url,omitempty"`
 	Package      *packageJSON          `json:"package,omitempty"`
+	// Repair: the package exists, but content listed in needed failed
+	// verification on this backend; uploading it rewrites the objects.
+	Repair bool `json:"repair,omitempty"`
 }
 
 func (s *Server) begin(w http.ResponseWriter, r *http.Request) {
@@ -275,7 +298,7 @@ func (s *Server) begin(w http.ResponseWriter, r *http.Request) {
 	exp := res.Session.ExpiresAt
 	writeJSON(w, http.StatusCreated, beginResponse{
 		Status: "open", UploadID: id, ExpiresAt: &exp, Backend: res.Backend,
-		Needed: res.Needed, SkippedBytes: res.SkippedBytes,
+		Needed: res.Needed, SkippedBytes: res.SkippedBytes, Repair: res.Repair,
 		UploadURL: "/v1/uploads/" + id + "/blobs/{digest}",
 		CommitURL: "/v1/uploads/" + id + "/commit",
 	})

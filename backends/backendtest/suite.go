@@ -30,6 +30,10 @@ type Options struct {
 	// AfterFailedPut, if set, runs after every put that must fail, to check
 	// backend-specific leftovers (for S3: unfinished part uploads).
 	AfterFailedPut func(t *testing.T, b backends.Backend)
+	// Overwrite writes raw bytes under d's key behind the backend's back,
+	// without any check: how the suite makes a corrupted object for the
+	// Replace cases. Required.
+	Overwrite func(t *testing.T, b backends.Backend, d digest.Digest, raw []byte)
 }
 
 // Constructor returns an empty backend for one subtest.
@@ -42,6 +46,9 @@ func Run(t *testing.T, newBackend Constructor, opts Options) {
 	}
 	if opts.WalkCount == 0 {
 		opts.WalkCount = 1001
+	}
+	if opts.Overwrite == nil {
+		t.Fatal("backendtest: Options.Overwrite is required (the Replace cases corrupt objects with it)")
 	}
 	s := &suite{newBackend: newBackend, opts: opts}
 	t.Run("PutOpenSizes", s.putOpenSizes)
@@ -58,6 +65,10 @@ func Run(t *testing.T, newBackend Constructor, opts Options) {
 	t.Run("ConcurrentPutsOfOneObject", s.concurrentPuts)
 	t.Run("WalkManyObjects", s.walkMany)
 	t.Run("Health", s.health)
+	t.Run("ReplaceRewritesCorruptObject", s.replaceCorrupt)
+	t.Run("ReplaceOfAbsentObjectStoresIt", s.replaceAbsent)
+	t.Run("FailedReplaceKeepsOldObject", s.failedReplace)
+	t.Run("ConcurrentReplacesAndReads", s.concurrentReplace)
 }
 
 type suite struct {
@@ -469,4 +480,197 @@ func (s *suite) health(t *testing.T) {
 	if err := b.Health(ctxT(t)); err != nil {
 		t.Fatalf("health: %v", err)
 	}
+}
+
+// corrupt stores a damaged copy of data under d: one byte flipped, or cut
+// to half its size.
+func (s *suite) corrupt(t *testing.T, b backends.Backend, d digest.Digest, data []byte, truncate bool) []byte {
+	t.Helper()
+	bad := append([]byte{}, data...)
+	if truncate {
+		bad = bad[:len(bad)/2]
+	} else {
+		bad[len(bad)/2] ^= 0x01
+	}
+	s.opts.Overwrite(t, b, d, bad)
+	if got, err := readAll(t, b, d, 0, -1); err != nil || !bytes.Equal(got, bad) {
+		t.Fatalf("Overwrite did not store the damaged bytes: %v", err)
+	}
+	return bad
+}
+
+// replaceCorrupt: Put is a no-op on a damaged object; Replace rewrites it,
+// in one request and above the single-request limit.
+func (s *suite) replaceCorrupt(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		size     int64
+		truncate bool
+	}{{"flipped", 5000, false}, {"truncated", 5000, true}, {"large-flipped", s.opts.LargeSize, false}} {
+		t.Run(c.name, func(t *testing.T) {
+			b := s.fresh(t)
+			data, d := Blob(40+uint64(c.size), c.size)
+			put(t, b, data, d)
+			bad := s.corrupt(t, b, d, data, c.truncate)
+			if err := b.Put(ctxT(t), d, int64(len(data)), bytes.NewReader(data)); err != nil {
+				t.Fatalf("put over a damaged object: %v", err)
+			}
+			if got, _ := readAll(t, b, d, 0, -1); !bytes.Equal(got, bad) {
+				t.Fatal("Put changed an existing object; the contract says it is a no-op")
+			}
+			if err := b.Replace(ctxT(t), d, int64(len(data)), bytes.NewReader(data)); err != nil {
+				t.Fatalf("replace: %v", err)
+			}
+			got, err := readAll(t, b, d, 0, -1)
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("after replace: err %v, equal %v (%d bytes)", err, bytes.Equal(got, data), len(got))
+			}
+			if info, err := b.Stat(ctxT(t), d); err != nil || info.Size != int64(len(data)) {
+				t.Fatalf("stat after replace: %+v %v", info, err)
+			}
+			if w := walkAll(t, b); len(w) != 1 || w[d] != int64(len(data)) {
+				t.Fatalf("walk after replace: %v", w)
+			}
+			del(t, b, d)
+		})
+	}
+}
+
+func (s *suite) replaceAbsent(t *testing.T) {
+	b := s.fresh(t)
+	data, d := Blob(50, 3000)
+	if err := b.Replace(ctxT(t), d, int64(len(data)), bytes.NewReader(data)); err != nil {
+		t.Fatalf("replace of an absent object: %v", err)
+	}
+	if got, err := readAll(t, b, d, 0, -1); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("after replace: err %v, equal %v", err, bytes.Equal(got, data))
+	}
+	del(t, b, d)
+	// A failed Replace of an absent object leaves nothing.
+	if err := b.Replace(ctxT(t), d, int64(len(data)), bytes.NewReader(data[:100])); !errors.Is(err, backends.ErrSizeMismatch) {
+		t.Fatalf("short replace: got %v, want ErrSizeMismatch", err)
+	}
+	s.assertAbsent(t, b, d)
+}
+
+// failedReplace: every way a Replace can fail leaves the previous (here
+// damaged) object exactly as it was, and nothing else.
+func (s *suite) failedReplace(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		size int64
+		body func(data []byte, cancel func()) io.Reader
+		want error
+	}{
+		{"wrong-digest", 5000, func(data []byte, _ func()) io.Reader {
+			w := append([]byte{}, data...)
+			w[len(w)-1] ^= 0xff
+			return bytes.NewReader(w)
+		}, backends.ErrDigestMismatch},
+		{"short", 5000, func(data []byte, _ func()) io.Reader { return bytes.NewReader(data[:4000]) }, backends.ErrSizeMismatch},
+		{"long", 5000, func(data []byte, _ func()) io.Reader { return bytes.NewReader(append(append([]byte{}, data...), 'x')) }, backends.ErrSizeMismatch},
+		{"large-wrong-digest", s.opts.LargeSize, func(data []byte, _ func()) io.Reader {
+			w := append([]byte{}, data...)
+			w[len(w)-1] ^= 0xff
+			return bytes.NewReader(w)
+		}, backends.ErrDigestMismatch},
+		{"large-cancelled", s.opts.LargeSize, func(data []byte, cancel func()) io.Reader {
+			return &cancelAfter{r: bytes.NewReader(data), left: len(data) / 2, cancel: cancel}
+		}, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b := s.fresh(t)
+			data, d := Blob(60+uint64(c.size), c.size)
+			put(t, b, data, d)
+			bad := s.corrupt(t, b, d, data, false)
+			ctx, cancel := context.WithCancel(ctxT(t))
+			defer cancel()
+			err := b.Replace(ctx, d, int64(len(data)), c.body(data, cancel))
+			if err == nil || (c.want != nil && !errors.Is(err, c.want)) {
+				t.Fatalf("replace: got %v, want %v", err, c.want)
+			}
+			got, rerr := readAll(t, b, d, 0, -1)
+			if rerr != nil || !bytes.Equal(got, bad) {
+				t.Fatalf("a failed replace changed the previous object: err %v, %d bytes", rerr, len(got))
+			}
+			if w := walkAll(t, b); len(w) != 1 {
+				t.Fatalf("walk after a failed replace shows %d objects", len(w))
+			}
+			if s.opts.AfterFailedPut != nil {
+				s.opts.AfterFailedPut(t, b)
+			}
+			del(t, b, d)
+		})
+	}
+}
+
+// concurrentReplace: replaces and puts of one object race with readers;
+// every read sees the whole object, hashing to its digest.
+func (s *suite) concurrentReplace(t *testing.T) {
+	b := s.fresh(t)
+	data, d := Blob(70, 1<<20)
+	put(t, b, data, d)
+	s.corrupt(t, b, d, data, false)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	errs := make(chan error, 64)
+	for i := 0; i < 6; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			if i%3 == 2 {
+				err = b.Put(ctxT(t), d, int64(len(data)), bytes.NewReader(data))
+			} else {
+				err = b.Replace(ctxT(t), d, int64(len(data)), bytes.NewReader(data))
+			}
+			if err != nil {
+				errs <- fmt.Errorf("writer %d: %w", i, err)
+			}
+		}()
+	}
+	var readers sync.WaitGroup
+	reads := make(chan int, 2)
+	for i := 0; i < 2; i++ {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			n := 0
+			for {
+				select {
+				case <-stop:
+					reads <- n
+					return
+				default:
+				}
+				rc, err := b.Open(ctxT(t), d, 0, -1)
+				if err != nil {
+					errs <- fmt.Errorf("open during replace: %w", err)
+					reads <- n
+					return
+				}
+				got, err := io.ReadAll(rc)
+				rc.Close()
+				n++
+				// Old (damaged) or new (good) bytes, but whole.
+				if err != nil || len(got) != len(data) {
+					errs <- fmt.Errorf("read during replace: %d bytes, %v", len(got), err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	readers.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := <-reads + <-reads; n == 0 {
+		t.Error("no read overlapped the replaces")
+	}
+	if got, err := readAll(t, b, d, 0, -1); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("after concurrent replaces: err %v, equal %v", err, bytes.Equal(got, data))
+	}
+	del(t, b, d)
 }

@@ -101,18 +101,33 @@ func (b *Backend) removeTemps() error {
 	return nil
 }
 
-// Put implements backends.Backend: temp file in the temp directory,
-// verified copy (from 4 MiB on, hashing on another core while reading and
-// writing: digest.CopyVerified), fsync, rename into the target directory,
-// fsync of that directory.
-func (b *Backend) Put(ctx context.Context, d digest.Digest, size int64, body io.Reader) (err error) {
+// Put implements backends.Backend: if the object exists, nothing;
+// otherwise write (temp file in the temp directory, verified copy, fsync,
+// rename into the target directory, fsync of that directory).
+func (b *Backend) Put(ctx context.Context, d digest.Digest, size int64, body io.Reader) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	final := b.Path(d)
-	if _, err := os.Stat(final); err == nil {
+	if _, err := os.Stat(b.Path(d)); err == nil {
 		return nil
 	}
+	return b.write(ctx, d, size, body)
+}
+
+// Replace writes the object like Put even if one exists: the rename of
+// the verified temp file over the old one is atomic.
+func (b *Backend) Replace(ctx context.Context, d digest.Digest, size int64, body io.Reader) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return b.write(ctx, d, size, body)
+}
+
+// write streams body through the verifier into a temp file in the temp
+// directory (from 4 MiB on, hashing on another core while reading and
+// writing: digest.CopyVerified), fsyncs it and renames it into place.
+func (b *Backend) write(ctx context.Context, d digest.Digest, size int64, body io.Reader) (err error) {
+	final := b.Path(d)
 	dir := filepath.Dir(final)
 	if err := b.mkdirDurable(dir); err != nil {
 		return fmt.Errorf("local put %s: %w", d, err)

@@ -181,6 +181,21 @@ func (b *Backend) Put(ctx context.Context, d digest.Digest, size int64, body io.
 	} else if !errors.Is(err, backends.ErrNotFound) {
 		return err
 	}
+	return b.write(ctx, key, d, size, body)
+}
+
+// Replace writes the object like Put even if one exists. An S3 PUT (or
+// the completion of a part upload) replaces a key atomically, and both
+// happen only after the verifier accepted every byte, so a failed
+// Replace leaves the old object in place.
+func (b *Backend) Replace(ctx context.Context, d digest.Digest, size int64, body io.Reader) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return b.write(ctx, b.Key(d), d, size, body)
+}
+
+func (b *Backend) write(ctx context.Context, key string, d digest.Digest, size int64, body io.Reader) error {
 	v := digest.NewVerifier(backends.ContextReader(ctx, body), d, size)
 	var err error
 	if size == 0 {

@@ -18,6 +18,7 @@ import (
 	"artifactstore/backends/backendtest"
 	"artifactstore/backends/s3"
 	"artifactstore/backends/s3/s3test"
+	"artifactstore/internal/digest"
 )
 
 const (
@@ -49,6 +50,12 @@ func TestConformance(t *testing.T) {
 				return newBackend(t, cfg, fmt.Sprintf("conf%d", prefixSeq.Add(1)))
 			}, backendtest.Options{
 				LargeSize: 2*testChunk + 1234, // three parts
+				Overwrite: func(t *testing.T, b backends.Backend, d digest.Digest, raw []byte) {
+					sb := b.(*s3.Backend)
+					if _, err := client.Client.PutObject(context.Background(), cfg.Bucket, sb.Key(d), bytes.NewReader(raw), int64(len(raw)), minio.PutObjectOptions{}); err != nil {
+						t.Fatal(err)
+					}
+				},
 				AfterFailedPut: func(t *testing.T, b backends.Backend) {
 					sb := b.(*s3.Backend)
 					if left := s3test.IncompleteUploads(t, client, cfg.Bucket, ""); len(left) > 0 {

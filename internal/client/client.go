@@ -91,6 +91,9 @@ type BeginResponse struct {
 	Needed       []Needed   `json:"needed"`
 	SkippedBytes int64      `json:"skipped_bytes"`
 	Package      *Package   `json:"package"`
+	// Repair: the package exists and Needed is content that failed
+	// verification on the server; uploading it repairs the objects.
+	Repair bool `json:"repair"`
 }
 
 // Location is where a file's content is stored.

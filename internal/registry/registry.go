@@ -50,6 +50,10 @@ type Options struct {
 	SessionTTL time.Duration
 	MaxFiles   int
 	Logger     *slog.Logger
+	// TrustVerifiedFor: a full read of a location whose deep check matched
+	// less than this long ago is served without hashing (the backend's
+	// fast path). 0 hashes every full read.
+	TrustVerifiedFor time.Duration
 }
 
 // Registry is safe for concurrent use.
@@ -173,30 +177,6 @@ func (r *Registry) lockKeys(backend string, digests []string) func() {
 	}
 }
 
-// clearMismatched deletes objects that verification found corrupted
-// (status mismatch), so that uploading the content again replaces them
-// instead of being a no-op on the bad copy. Called under the key locks.
-func (r *Registry) clearMismatched(ctx context.Context, backendID string, digests []string) error {
-	for _, ds := range digests {
-		l, err := r.store.GetLocation(ctx, ds, backendID)
-		if err != nil {
-			return err
-		}
-		if l == nil || l.Status != store.StatusMismatch {
-			continue
-		}
-		d, err := digest.Parse(ds)
-		if err != nil {
-			return err
-		}
-		logctx.From(ctx, r.log).Warn("replacing an object that failed verification", "backend", backendID, "digest", ds)
-		if err := r.backends[backendID].Delete(ctx, d); err != nil {
-			return &BackendError{Backend: backendID, Err: err}
-		}
-	}
-	return nil
-}
-
 // NeededFile is a file the client must upload.
 type NeededFile struct {
 	Path   string `json:"path"`
@@ -213,6 +193,10 @@ type BeginResult struct {
 	Needed   []NeededFile
 	// SkippedBytes is the content already stored that need not be uploaded.
 	SkippedBytes int64
+	// Repair is true when the identical package exists but some of its
+	// content has a failed location on the routed backend: the session
+	// asks for that content again and its upload rewrites the objects.
+	Repair bool
 }
 
 // Begin validates m, routes it, and opens an upload session listing the
@@ -229,11 +213,22 @@ func (r *Registry) Begin(ctx context.Context, m *manifest.Manifest) (*BeginResul
 		return nil, fmt.Errorf("route %s/%s: %w %q", m.Producer, m.RetentionClass, ErrUnknownBackend, backendID)
 	}
 	draft := draftOf(m, backendID)
+	var repair map[string]bool // failed content of an existing package
 	if existing, err := r.store.GetPackage(ctx, m.Name, m.Version); err == nil {
-		if store.SamePackage(existing, &draft) {
+		if !store.SamePackage(existing, &draft) {
+			return nil, &store.ConflictError{Name: m.Name, Version: m.Version, Diff: store.PackageDiff(existing, &draft)}
+		}
+		var ds []string
+		for _, f := range draft.Files {
+			ds = append(ds, f.Digest)
+		}
+		if repair, err = r.failedOn(ctx, backendID, ds); err != nil {
+			return nil, err
+		}
+		if len(repair) == 0 {
 			return &BeginResult{Existing: existing, Backend: backendID}, nil
 		}
-		return nil, fmt.Errorf("package %s@%s already exists with different content: %w", m.Name, m.Version, store.ErrConflict)
+		// Republishing repairs: the session asks for the failed content.
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
@@ -244,7 +239,7 @@ func (r *Registry) Begin(ctx context.Context, m *manifest.Manifest) (*BeginResul
 	// and the session's transaction; CreateSession then refuses with
 	// ErrStaleBegin and the content is looked up (and uploaded) again.
 	for attempt := 1; ; attempt++ {
-		res, err := r.begin(ctx, draft, backendID)
+		res, err := r.begin(ctx, draft, backendID, repair != nil)
 		if errors.Is(err, store.ErrStaleBegin) && attempt < 5 {
 			continue
 		}
@@ -252,14 +247,18 @@ func (r *Registry) Begin(ctx context.Context, m *manifest.Manifest) (*BeginResul
 	}
 }
 
-func (r *Registry) begin(ctx context.Context, draft store.Package, backendID string) (*BeginResult, error) {
-	res := &BeginResult{Backend: backendID, Needed: []NeededFile{}}
+// begin lists the needed content and opens the session. repair marks a
+// session that republishes an existing package to repair it.
+func (r *Registry) begin(ctx context.Context, draft store.Package, backendID string, repair bool) (*BeginResult, error) {
+	res := &BeginResult{Backend: backendID, Needed: []NeededFile{}, Repair: repair}
 	var neededDigests []string
 	for _, f := range draft.Files {
 		if slices.Contains(neededDigests, f.Digest) {
 			res.SkippedBytes += f.Size // same content twice in one package
 			continue
 		}
+		// A location with a failed status is no location: its content is
+		// needed again, and its upload repairs the object (storeObject).
 		have, err := r.store.HasLocation(ctx, f.Digest, backendID)
 		if err != nil {
 			return nil, err
@@ -275,10 +274,6 @@ func (r *Registry) begin(ctx context.Context, draft store.Package, backendID str
 	// The refs the session records must not interleave with a garbage
 	// collection deciding to delete the same objects.
 	unlock := r.lockKeys(backendID, neededDigests)
-	if err := r.clearMismatched(ctx, backendID, neededDigests); err != nil {
-		unlock()
-		return nil, err
-	}
 	sess, err := r.store.CreateSession(ctx, draft, neededDigests, r.opts.SessionTTL)
 	unlock()
 	if err != nil {
@@ -324,10 +319,7 @@ func (r *Registry) Upload(ctx context.Context, sessionID string, d digest.Digest
 	if !ok {
 		return fmt.Errorf("%w %q", ErrUnknownBackend, backendID)
 	}
-	if err := b.Put(ctx, d, declared, body); err != nil {
-		return &BackendError{Backend: backendID, Err: err}
-	}
-	return nil
+	return r.storeObject(ctx, b, sessionID, d, declared, body)
 }
 
 // Commit makes the session's package visible. created is false when an
@@ -456,40 +448,6 @@ func (r *Registry) GetPackage(ctx context.Context, name, version string) (*Packa
 	return &PackageView{Package: p, Locations: locs}, nil
 }
 
-// Open reads [off, off+n) of a blob from the first backend that has it,
-// preferring verified locations and skipping failed ones.
-func (r *Registry) Open(ctx context.Context, d digest.Digest, off, n int64) (io.ReadCloser, error) {
-	locs, err := r.store.Locations(ctx, d.String())
-	if err != nil {
-		return nil, err
-	}
-	sort.SliceStable(locs, func(i, j int) bool { return rank(locs[i]) < rank(locs[j]) })
-	var errs []error
-	for _, l := range locs {
-		if l.Failed() {
-			continue
-		}
-		b, ok := r.backends[l.Backend]
-		if !ok {
-			errs = append(errs, fmt.Errorf("%w %q", ErrUnknownBackend, l.Backend))
-			continue
-		}
-		rc, err := b.Open(ctx, d, off, n)
-		if err == nil {
-			return rc, nil
-		}
-		if errors.Is(err, backends.ErrInvalidRange) || ctx.Err() != nil {
-			return nil, err
-		}
-		logctx.From(ctx, r.log).Warn("read from backend failed; trying the next location", "backend", l.Backend, "digest", d.String(), "err", err)
-		errs = append(errs, &BackendError{Backend: l.Backend, Err: err})
-	}
-	if len(errs) == 0 {
-		return nil, fmt.Errorf("%s: %w", d, ErrNoLocation)
-	}
-	return nil, fmt.Errorf("%s: %w: %w", d, ErrNoLocation, errors.Join(errs...))
-}
-
 // Readable reports, from the registry alone (no backend is asked), whether
 // a read of d would have a location to try: one whose status is not a
 // failed verdict, on a configured backend. HEAD answers from it; a location
@@ -505,16 +463,6 @@ func (r *Registry) Readable(ctx context.Context, d digest.Digest) error {
 		}
 	}
 	return fmt.Errorf("%s: %w", d, ErrNoLocation)
-}
-
-func rank(l store.Location) int {
-	switch l.Status {
-	case store.StatusVerified:
-		return 0
-	case store.StatusStored:
-		return 1
-	}
-	return 2
 }
 
 // Health checks every backend, returning the failures by backend id.

@@ -86,6 +86,11 @@ type Report struct {
 	store.RunSummary
 	Failures      []store.Verdict `json:"failures"`
 	OrphanDigests []string        `json:"orphan_digests"`
+	// StillFailed lists the backend's locations whose status is failed
+	// when the run ends, whatever this run's verdicts were (a quick pass
+	// does not clear a mismatch), with what to do; FailedTotal counts them.
+	StillFailed []FailedLocation `json:"still_failed"`
+	FailedTotal int              `json:"failed_total"`
 }
 
 // Hooks observe a run; either may be nil.
@@ -134,7 +139,7 @@ func (e *Engine) Run(ctx context.Context, backendID, mode string, hooks Hooks) (
 		return nil, err
 	}
 	start := time.Now()
-	rep := &Report{Failures: []store.Verdict{}, OrphanDigests: []string{}}
+	rep := &Report{Failures: []store.Verdict{}, OrphanDigests: []string{}, StillFailed: []FailedLocation{}}
 	err = e.run(ctx, b, &run, rep, hooks)
 	rep.RunSummary = run
 	if err != nil {
@@ -144,6 +149,15 @@ func (e *Engine) Run(ctx context.Context, backendID, mode string, hooks Hooks) (
 			return rep, err
 		}
 		run.Error = err.Error()
+	}
+	if err == nil {
+		rep.StillFailed, rep.FailedTotal, err = FailedOn(ctx, e.store, backendID, e.opts.MaxListed)
+		if err != nil && ctx.Err() != nil {
+			return rep, err
+		}
+		if err != nil {
+			run.Error = err.Error()
+		}
 	}
 	now := time.Now().UTC()
 	run.FinishedAt = &now
@@ -324,7 +338,7 @@ func (e *Engine) orphans(ctx context.Context, b backends.Backend, run *store.Run
 // check verifies one location.
 func (e *Engine) check(ctx context.Context, b backends.Backend, l store.Location, run *store.RunSummary, buf []byte) (v store.Verdict) {
 	start := time.Now()
-	v = store.Verdict{Digest: l.Digest, Backend: l.Backend, Mode: run.Mode, RunID: run.ID}
+	v = store.Verdict{Digest: l.Digest, Backend: l.Backend, Mode: run.Mode, RunID: run.ID, Generation: l.Repairs}
 	defer func() {
 		v.At = time.Now().UTC()
 		v.Duration = time.Since(start)

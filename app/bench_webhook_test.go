@@ -1,0 +1,142 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"artifactstore/store"
+)
+
+// benchWebhookPublish measures the publish rate of 4 KiB packages (32
+// producers, one-request form) while a webhook subscription to every event
+// points at a blackholed receiver (accepts the connection, never answers),
+// against the same service without the subscription. Runs alternate which
+// side goes first; the row gives the ratio of the medians and each side's
+// spread.
+func benchWebhookPublish(t testing.TB, rep *benchReport, env *testEnv, perRun, runs int) {
+	const producers = 32
+	ctx := context.Background()
+	hole := blackhole(t)
+	stamp := time.Now().UnixNano()
+	var seq atomic.Int64
+	publishRun := func() time.Duration {
+		var next atomic.Int64
+		var failed atomic.Int64
+		var wg sync.WaitGroup
+		start := time.Now()
+		for p := 0; p < producers; p++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for next.Add(1) <= int64(perRun) {
+					if err := benchFormPublish(env, fmt.Sprintf("hook-%d-%d", stamp, seq.Add(1))); err != nil {
+						failed.Add(1)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		d := time.Since(start)
+		if failed.Load() > 0 {
+			t.Fatalf("%d publishes failed", failed.Load())
+		}
+		return d
+	}
+	withHook := func() time.Duration {
+		if _, err := env.svc.Webhooks.Add(ctx, store.Subscription{ID: "bench-blackhole", URL: hole}, true); err != nil {
+			t.Fatal(err)
+		}
+		d := publishRun()
+		sts, err := env.svc.Webhooks.Statuses(ctx)
+		if err != nil || len(sts) != 1 || sts[0].LagEvents < uint64(perRun) {
+			t.Fatalf("the blackholed subscription should lag by every event: %v %+v", err, sts)
+		}
+		if err := env.svc.Webhooks.Remove(ctx, "bench-blackhole"); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	var base, hook []float64
+	for i := 0; i < runs; i++ {
+		if i%2 == 0 {
+			base = append(base, float64(perRun)/publishRun().Seconds())
+			hook = append(hook, float64(perRun)/withHook().Seconds())
+		} else {
+			hook = append(hook, float64(perRun)/withHook().Seconds())
+			base = append(base, float64(perRun)/publishRun().Seconds())
+		}
+	}
+	mb, mh := median(base), median(hook)
+	ratio := mh / mb
+	rep.add(benchRow{Name: "publish rate, 4 KiB packages, 32 producers, webhook to a blackholed receiver",
+		Ours:     fmt.Sprintf("%.0f /s (%.0f..%.0f)", mh, minOf(hook), maxOf(hook)),
+		Baseline: fmt.Sprintf("%.0f /s (%.0f..%.0f) (same service, no webhook)", mb, minOf(base), maxOf(base)),
+		Ratio:    fmt.Sprintf("%.2f", ratio), Target: ">= 0.90", Verdict: verdict(ratio >= 0.90),
+		Note: fmt.Sprintf("one-request form; median of %d alternating runs of %d packages each", runs, perRun)})
+}
+
+func benchFormPublish(env *testEnv, version string) error {
+	data := make([]byte, 4096)
+	copy(data, version)
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	fw, _ := mw.CreateFormField("manifest")
+	fmt.Fprintf(fw, `{"name":"small-hooked","version":"%s","producer":"bench","retention_class":"bench"}`, version)
+	part, _ := mw.CreateFormFile("file", "f.bin")
+	part.Write(data)
+	mw.Close()
+	resp, err := env.post("/v1/packages", mw.FormDataContentType(), &buf)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		return fmt.Errorf("form publish: %d", resp.StatusCode)
+	}
+	return nil
+}
+
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func minOf(xs []float64) float64 {
+	m := xs[0]
+	for _, x := range xs {
+		m = min(m, x)
+	}
+	return m
+}
+
+func maxOf(xs []float64) float64 {
+	m := xs[0]
+	for _, x := range xs {
+		m = max(m, x)
+	}
+	return m
+}
+
+// BenchmarkWebhookPublish runs only the webhook row at full size:
+// go test -run '^$' -bench '^BenchmarkWebhookPublish$' -benchtime 1x ./app
+func BenchmarkWebhookPublish(b *testing.B) {
+	dir := b.TempDir()
+	env := startService(b, fmt.Sprintf("data_dir: %s/data\nbackends:\n  local:\n    type: local\n    path: %s/objects\n    key_prefix: artifacts\nrouting:\n  default: local\nverify:\n  deep:\n    interval: 0s\n  quick:\n    interval: 0s\n", dir, dir))
+	rep := &benchReport{}
+	benchWebhookPublish(b, rep, env, fullSizes.publishes/3, 6)
+	fmt.Println(rep.table())
+}

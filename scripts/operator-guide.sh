@@ -152,8 +152,7 @@ grep '^artifactstore_verification_last_success_timestamp_seconds{backend="rgw",m
 
 step "11. Troubleshooting (OPERATOR.md section 13): the object deleted from RGW behind the service's back"
 SHA=$(sha256sum "$ROOT/app.tar.gz" | cut -d' ' -f1)
-curl -fsS -X DELETE --aws-sigv4 "aws:amz:us-east-1:s3" --user "$RGW_KEY:$RGW_SECRET" \
-	-H "x-amz-content-sha256: $empty" "$RGW/$BUCKET/artifacts/sha256/${SHA:0:2}/${SHA:2:2}/$SHA"
+s3req DELETE "/$BUCKET/artifacts/sha256/${SHA:0:2}/${SHA:2:2}/$SHA"
 code=0
 "$AS" verify --config "$CFG" >"$ROOT/verify-failed.txt" || code=$?
 cat "$ROOT/verify-failed.txt"

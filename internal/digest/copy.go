@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 )
 
 // CopyVerified copies exactly size bytes from r to w and checks that they
@@ -29,10 +30,13 @@ func CopyVerified(w io.Writer, r io.Reader, want Digest, size int64, bufs [][]by
 	}
 	toHash := make(chan []byte, len(bufs))
 	sum := make(chan string, 1)
+	var failed atomic.Bool // after an error the verdict is moot: stop hashing
 	go func() {
 		h := want.NewHash()
 		for chunk := range toHash {
-			h.Write(chunk)
+			if !failed.Load() {
+				h.Write(chunk)
+			}
 			free <- chunk[:cap(chunk)]
 		}
 		sum <- hex.EncodeToString(h.Sum(nil))
@@ -58,6 +62,11 @@ func CopyVerified(w io.Writer, r io.Reader, want Digest, size int64, bufs [][]by
 			err = werr
 		}
 		n += int64(k)
+	}
+	if err != nil {
+		// Return without hashing what is queued, so the caller removes
+		// its temp file at once (a shutdown may be waiting on it).
+		failed.Store(true)
 	}
 	close(toHash)
 	got := <-sum

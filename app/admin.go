@@ -46,6 +46,7 @@ func (s *Service) adminRoutes() map[string]http.Handler {
 		"POST /v1/admin/verify":        http.HandlerFunc(s.adminVerify),
 		"GET /v1/admin/backup":         http.HandlerFunc(s.adminBackup),
 		"GET /v1/admin/db/check":       http.HandlerFunc(s.adminDBCheck),
+		"POST /v1/admin/db/repair":     http.HandlerFunc(s.adminDBRepair),
 		"GET /v1/admin/tokens":         http.HandlerFunc(s.adminTokenList),
 		"POST /v1/admin/tokens":        http.HandlerFunc(s.adminTokenCreate),
 		"DELETE /v1/admin/tokens/{id}": http.HandlerFunc(s.adminTokenRevoke),

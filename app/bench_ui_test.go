@@ -190,8 +190,11 @@ func benchUI(t testing.TB, rep *benchReport, dir string, n int) {
 		}
 		med, p99, cmed, cp99 := uiT[len(uiT)/2], percentile(uiT, 0.99), uiC[len(uiC)/2], percentile(uiC, 0.99)
 		row := benchRow{Name: "UI page: " + p.name + ", server time p50 / p99 (CPU p50 / p99)",
-			Ours:     fmt.Sprintf("%s / %s (%s / %s)", r10(med), r10(p99), r10(cmed), r10(cp99)),
-			Baseline: "-", Ratio: "-", Target: "< 50ms", Verdict: verdict(p99 < 50*time.Millisecond),
+			Ours: fmt.Sprintf("%s / %s (%s / %s)", r10(med), r10(p99), r10(cmed), r10(cp99)),
+			// A page without a JSON twin is a bound: the ratio is the
+			// bound over p99 (>= 1 means within it), so it is a number.
+			Baseline: "50ms (the bound)", Ratio: fmt.Sprintf("%.2f", (50*time.Millisecond).Seconds()/p99.Seconds()),
+			Target: "< 50ms", Verdict: verdict(p99 < 50*time.Millisecond),
 			Note: fmt.Sprintf("%d packages (%d names), %d runs; %s", n, names, runs, p.ui)}
 		if p99 >= 50*time.Millisecond && cp99 < 50*time.Millisecond {
 			row.Verdict = "NOT met by wall time; met by CPU time"

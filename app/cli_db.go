@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -34,6 +36,38 @@ func (s *Service) adminBackup(w http.ResponseWriter, r *http.Request) {
 type dbCheckResult struct {
 	OK       bool            `json:"ok"`
 	Problems []store.Problem `json:"problems"`
+	// Repaired lists what POST /v1/admin/db/repair found before it rebuilt
+	// the derived records (counters, indexes); Problems is what remains.
+	Repaired []store.Problem `json:"repaired,omitempty"`
+}
+
+// adminDBRepair is POST /v1/admin/db/repair: rebuild every derived record
+// (location counters, failed-location index, listing indexes) from the
+// records they derive from, then check again.
+func (s *Service) adminDBRepair(w http.ResponseWriter, r *http.Request) {
+	before, err := s.Store.Check(r.Context(), s.Registry.BackendIDs(), 1000)
+	if err == nil {
+		err = s.Store.Repair(r.Context())
+	}
+	var after []store.Problem
+	if err == nil {
+		after, err = s.Store.Check(r.Context(), s.Registry.BackendIDs(), 1000)
+	}
+	if err != nil {
+		adminError(w, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	if after == nil {
+		after = []store.Problem{}
+	}
+	var repaired []store.Problem
+	for _, p := range before {
+		if !slices.Contains(after, p) {
+			repaired = append(repaired, p)
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	writeJSONOut(w, dbCheckResult{OK: len(after) == 0, Problems: after, Repaired: repaired})
 }
 
 func (s *Service) adminDBCheck(w http.ResponseWriter, r *http.Request) {
@@ -100,12 +134,31 @@ func dbCommands(env Env) []*cli.Command {
 		Subcommands: []*cli.Command{{
 			Name:  "check",
 			Usage: "check bbolt's consistency and the registry's invariants; exit 1 if anything is wrong",
-			Flags: []cli.Flag{configFlag(), jsonFlag},
+			Flags: []cli.Flag{configFlag(), jsonFlag, &cli.BoolFlag{Name: "repair",
+				Usage: "rebuild the derived records (location counters, failed-location index, listing indexes, package content references) from the records they derive from, then check"}},
 			Action: func(c *cli.Context) error {
 				var res dbCheckResult
-				cfg, err := adminGetJSON(c, env, "/v1/admin/db/check", &res)
+				var cfg *Config
+				var err error
+				if c.Bool("repair") {
+					var b []byte
+					b, err = adminDo(c, env, http.MethodPost, "/v1/admin/db/repair", nil, http.StatusOK)
+					if err == nil {
+						err = json.Unmarshal(b, &res)
+					}
+					if err == nil {
+						cfg, err = loadFromCLI(c, env, nil)
+					}
+				} else {
+					cfg, err = adminGetJSON(c, env, "/v1/admin/db/check", &res)
+				}
 				if err != nil {
 					return cli.Exit(err, 2)
+				}
+				if !c.Bool("json") {
+					for _, p := range res.Repaired {
+						fmt.Fprintln(env.Stdout, "REPAIRED", p.String())
+					}
 				}
 				if c.Bool("json") {
 					writeJSONOut(env.Stdout, res)

@@ -30,6 +30,22 @@ var (
 	// bucketTokens: token id -> Token (only a hash of the secret). Added
 	// by migration 3.
 	bucketTokens = []byte("tokens")
+	// bucketLocationCounts: backend id \x00 status -> count(8) bytes(8),
+	// big-endian: the locations of each backend by status and their bytes,
+	// kept by putLocation/deleteLocation. Added by migration 7.
+	bucketLocationCounts = []byte("location_counts")
+	// bucketFailedLocations: digest \x00 backend id -> empty, for every
+	// location whose status is a failed verdict. Added by migration 7.
+	bucketFailedLocations = []byte("failed_locations")
+	// Listing indexes, kept by putPackage/deletePackage; each key ends in
+	// the package key name \x00 version, the value is empty. Added by
+	// migration 8.
+	// bucketByProducer: producer \x00 name \x00 version.
+	bucketByProducer = []byte("packages_by_producer")
+	// bucketByRetention: retention class \x00 name \x00 version.
+	bucketByRetention = []byte("packages_by_retention_class")
+	// bucketByLabel: label key \x00 label value \x00 name \x00 version.
+	bucketByLabel = []byte("packages_by_label")
 	// bucketPackageRefs: digest \x00 name \x00 version -> empty. Which
 	// committed packages reference a content; written and removed in the
 	// same transaction as the package. Garbage collection deletes a
@@ -63,7 +79,9 @@ var keySchemaVersion = []byte("schema_version")
 // allBuckets lists every bucket of the current schema.
 func allBuckets() [][]byte {
 	return append(v1Buckets(), bucketVerifyState, bucketTokens,
-		bucketPackageRefs, bucketGCIntents, bucketOrphans, bucketLifecycle, bucketWebhooks, bucketRecent)
+		bucketPackageRefs, bucketGCIntents, bucketOrphans, bucketLifecycle, bucketWebhooks, bucketRecent,
+		bucketLocationCounts, bucketFailedLocations,
+		bucketByProducer, bucketByRetention, bucketByLabel)
 }
 
 // v1Buckets are the buckets migration 1 created; never change this list.

@@ -40,7 +40,6 @@ func (s *Store) Check(ctx context.Context, backendIDs []string, max int) ([]Prob
 			add("bbolt", s.path, "%v", err)
 		}
 		blobs := tx.Bucket(bucketBlobs)
-		locs := tx.Bucket(bucketLocations)
 		if err := tx.Bucket(bucketPackages).ForEach(func(k, v []byte) error {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -68,8 +67,7 @@ func (s *Store) Check(ctx context.Context, backendIDs []string, max int) ([]Prob
 				if err := decode(bv, &b); err == nil && b.Size != f.Size {
 					add("size_disagreement", subject+" "+f.Path, "file says %d bytes, blob %s says %d", f.Size, f.Digest, b.Size)
 				}
-				prefix := append([]byte(f.Digest), 0)
-				if k, _ := locs.Cursor().Seek(prefix); k == nil || !bytes.HasPrefix(k, prefix) {
+				if !hasAnyLocation(tx, f.Digest) {
 					add("file_without_location", subject+" "+f.Path, "no backend holds %s", f.Digest)
 				}
 			}
@@ -77,12 +75,7 @@ func (s *Store) Check(ctx context.Context, backendIDs []string, max int) ([]Prob
 		}); err != nil {
 			return err
 		}
-		if err := locs.ForEach(func(k, v []byte) error {
-			var l Location
-			if err := decode(v, &l); err != nil {
-				add("undecodable_record", "storage_locations/"+printable(k), "%v", err)
-				return nil
-			}
+		if err := forEachLocation(tx, func(l *Location) error {
 			if !configured[l.Backend] {
 				add("unknown_backend", l.Digest+" on "+l.Backend, "the location names backend %q, which is not configured", l.Backend)
 			}
@@ -90,7 +83,15 @@ func (s *Store) Check(ctx context.Context, backendIDs []string, max int) ([]Prob
 				add("location_without_blob", l.Digest+" on "+l.Backend, "blob is not recorded")
 			}
 			return nil
+		}, func(k []byte, err error) {
+			add("undecodable_record", "storage_locations/"+printable(k), "%v", err)
 		}); err != nil {
+			return err
+		}
+		if err := checkLocationDerived(ctx, tx, add); err != nil {
+			return err
+		}
+		if err := checkPackageIndexes(ctx, tx, add); err != nil {
 			return err
 		}
 		if err := checkPackageRefs(tx, add); err != nil {

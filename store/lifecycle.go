@@ -182,20 +182,10 @@ func (s *Store) DeletePackage(ctx context.Context, name, version string, d Delet
 }
 
 func (s *Store) deletePackage(tx *bolt.Tx, name, version string, d Deletion) (*Package, error) {
-	p, err := getPackage(tx, name, version)
+	// removePackage takes the version index, listing indexes and content
+	// references with it.
+	p, err := removePackage(tx, name, version)
 	if err != nil {
-		return nil, err
-	}
-	if err := tx.Bucket(bucketPackages).Delete(joinKey(name, version)); err != nil {
-		return nil, err
-	}
-	if err := tx.Bucket(bucketVersions).Delete(u64Append(append([]byte(name), 0), p.Seq)); err != nil {
-		return nil, err
-	}
-	if err := tx.Bucket(bucketRecent).Delete(u64(p.Seq)); err != nil {
-		return nil, err
-	}
-	if err := removePackageRefs(tx, p); err != nil {
 		return nil, err
 	}
 	ev := packageDeletedEvent{packageEvent: packageEventData(p), Reason: d.Reason, By: d.By}
@@ -375,7 +365,7 @@ func (s *Store) Condemn(ctx context.Context, refs []Ref, runID string) ([]GCInte
 			return err
 		}
 		now := s.now().UTC()
-		locs, intents := tx.Bucket(bucketLocations), tx.Bucket(bucketGCIntents)
+		intents := tx.Bucket(bucketGCIntents)
 		for _, r := range refs {
 			l, err := getLocation(tx, r.Digest, r.Backend)
 			if err != nil {
@@ -384,7 +374,8 @@ func (s *Store) Condemn(ctx context.Context, refs []Ref, runID string) ([]GCInte
 			if l == nil || packageReferenced(tx, r.Digest) || drafts[r.Digest] || hasUploadRef(tx, r.Backend, r.Digest) {
 				continue
 			}
-			if err := locs.Delete(joinKey(r.Digest, r.Backend)); err != nil {
+			// deleteLocation keeps the counters and the failed index.
+			if _, err := deleteLocation(tx, r.Digest, r.Backend); err != nil {
 				return err
 			}
 			in := GCIntent{Backend: r.Backend, Digest: r.Digest, Size: l.Size, At: now, RunID: runID}

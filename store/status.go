@@ -86,13 +86,7 @@ func (s *Store) RecordRepair(ctx context.Context, digest, backend, session strin
 	return repaired, err
 }
 
-func putLocation(tx *bolt.Tx, l *Location) error {
-	v, err := encode(l)
-	if err != nil {
-		return err
-	}
-	return tx.Bucket(bucketLocations).Put(joinKey(l.Digest, l.Backend), v)
-}
+// putLocation (store/locations.go) keeps the counters and the failed index.
 
 // PackagesHolding returns, for each of digests, up to limit packages
 // ("name@version") that have a file with that content. It scans every

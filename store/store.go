@@ -173,6 +173,12 @@ var migrations = []migration{
 		return err
 	}},
 	{name: "add packages by commit order", up: migrateRecent},
+	{name: "add location counters and the failed-location index", up: func(tx *bolt.Tx) error {
+		return rebuildLocationDerived(noCancel{}, tx)
+	}},
+	{name: "add listing indexes by producer, retention class and label", up: func(tx *bolt.Tx) error {
+		return rebuildPackageIndexes(noCancel{}, tx)
+	}},
 }
 
 // SchemaVersion is the schema version this binary writes.

@@ -185,7 +185,7 @@ func (s *Store) SessionIDs(ctx context.Context, all bool) ([]string, error) {
 func (s *Store) IsReferenced(ctx context.Context, ref Ref) (bool, error) {
 	var yes bool
 	err := s.db.View(func(tx *bolt.Tx) error {
-		if tx.Bucket(bucketLocations).Get(joinKey(ref.Digest, ref.Backend)) != nil {
+		if hasLocationKey(tx, ref.Digest, ref.Backend) {
 			yes = true
 			return nil
 		}
@@ -291,7 +291,7 @@ func (s *Store) Commit(ctx context.Context, id string, stored []string) (CommitR
 		}
 
 		now := s.now().UTC()
-		blobs, locs := tx.Bucket(bucketBlobs), tx.Bucket(bucketLocations)
+		blobs := tx.Bucket(bucketBlobs)
 		for _, f := range draft.Files {
 			if blobs.Get([]byte(f.Digest)) == nil {
 				v, err := encode(Blob{Digest: f.Digest, Size: f.Size, CreatedAt: now})
@@ -302,18 +302,13 @@ func (s *Store) Commit(ctx context.Context, id string, stored []string) (CommitR
 					return err
 				}
 			}
-			lk := joinKey(f.Digest, f.Backend)
 			if old, err := getLocation(tx, f.Digest, f.Backend); err != nil {
 				return err
 			} else if old != nil {
 				continue
 			}
 			loc := Location{Digest: f.Digest, Backend: f.Backend, Size: f.Size, Status: StatusStored, StoredAt: now}
-			v, err := encode(loc)
-			if err != nil {
-				return err
-			}
-			if err := locs.Put(lk, v); err != nil {
+			if err := putLocation(tx, &loc); err != nil {
 				return err
 			}
 			if err := s.appendEvent(tx, EventLocationCreated, f.Digest, loc); err != nil {
@@ -328,21 +323,7 @@ func (s *Store) Commit(ctx context.Context, id string, stored []string) (CommitR
 		}
 		pkg := draft
 		pkg.Seq, pkg.CreatedAt = seq, now
-		v, err := encode(&pkg)
-		if err != nil {
-			return err
-		}
-		if err := pkgs.Put(joinKey(pkg.Name, pkg.Version), v); err != nil {
-			return err
-		}
-		if err := addPackageRefs(tx, &pkg); err != nil {
-			return err
-		}
-		vk := append([]byte(pkg.Name), 0)
-		if err := tx.Bucket(bucketVersions).Put(u64Append(vk, seq), []byte(pkg.Version)); err != nil {
-			return err
-		}
-		if err := putRecent(tx, &pkg); err != nil {
+		if err := putPackage(tx, &pkg); err != nil {
 			return err
 		}
 		if err := s.appendEvent(tx, EventPackageCreated, pkg.Name+"@"+pkg.Version, packageEventData(&pkg)); err != nil {

@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -150,28 +149,6 @@ func (s *Store) UpdateVerifyState(ctx context.Context, backend, mode string, fn 
 		}
 		return b.Put(joinKey(backend, mode), v)
 	})
-}
-
-// FailedLocations returns up to limit locations with a failed verdict.
-func (s *Store) FailedLocations(ctx context.Context, limit int) ([]Location, int, error) {
-	var out []Location
-	total := 0
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketLocations).ForEach(func(k, v []byte) error {
-			var l Location
-			if err := decode(v, &l); err != nil {
-				return fmt.Errorf("location %q: %w", k, err)
-			}
-			if l.Failed() {
-				total++
-				if len(out) < limit {
-					out = append(out, l)
-				}
-			}
-			return nil
-		})
-	})
-	return out, total, err
 }
 
 // StagedOn returns the digests open upload sessions stage (or leases

@@ -32,6 +32,9 @@ type Registry interface {
 	Abort(ctx context.Context, sessionID string) error
 	GetPackage(ctx context.Context, name, version string) (*registry.PackageView, error)
 	Open(ctx context.Context, d digest.Digest, off, n int64) (io.ReadCloser, error)
+	// Readable reports whether Open would have a location to try, without
+	// asking a backend (what HEAD answers from).
+	Readable(ctx context.Context, d digest.Digest) error
 	Health(ctx context.Context) map[string]error
 	Store() *store.Store
 }
@@ -571,6 +574,18 @@ func (s *Server) serveContent(w http.ResponseWriter, r *http.Request, d digest.D
 			h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, size))
 		}
 	}
+	if r.Method == http.MethodHead {
+		// The registry knows the size and where the bytes are: HEAD does
+		// not open a backend.
+		if err := s.reg.Readable(r.Context(), d); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		h.Set("Content-Type", mediaType)
+		h.Set("Content-Length", itoa(n))
+		w.WriteHeader(status)
+		return
+	}
 	rc, err := s.reg.Open(r.Context(), d, off, n)
 	if err != nil {
 		s.fail(w, r, err)
@@ -580,9 +595,6 @@ func (s *Server) serveContent(w http.ResponseWriter, r *http.Request, d digest.D
 	h.Set("Content-Type", mediaType)
 	h.Set("Content-Length", itoa(n))
 	w.WriteHeader(status)
-	if r.Method == http.MethodHead {
-		return
-	}
 	// copy the body
 	if _, ok := rc.(io.WriterTo); ok {
 		_, err = io.Copy(w, rc) // the backend's fast path (sendfile for local files)

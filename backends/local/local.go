@@ -19,9 +19,11 @@ import (
 	"artifactstore/internal/digest"
 )
 
-// tempPrefix marks in-progress writes. They live next to their final name
-// so the rename is atomic, and are removed when the backend starts.
-const tempPrefix = ".tmp-"
+// TempDir is the directory under the root that holds in-progress writes.
+// It is on the same file system as the objects, so the rename into place
+// is atomic, and start-up empties it without walking the object tree
+// (which holds millions of files in a large store).
+const TempDir = ".tmp"
 
 // copyBufSize is large because one 32 KiB buffer halves upload throughput.
 const copyBufSize = 1 << 20
@@ -41,13 +43,15 @@ type Backend struct {
 	id     string
 	root   string
 	prefix string
+	tmp    string
 	log    *slog.Logger
 }
 
 var _ backends.Backend = (*Backend)(nil)
 
-// New opens (creating if needed) a local backend and removes temporary files
-// that an earlier process left behind.
+// New opens (creating if needed) a local backend and removes the temporary
+// files an earlier process left in <root>/.tmp. Its cost does not depend on
+// how many objects the backend holds.
 func New(id string, cfg Config, log *slog.Logger) (*Backend, error) {
 	if cfg.Root == "" {
 		return nil, errors.New("local backend: root directory is empty")
@@ -59,7 +63,7 @@ func New(id string, cfg Config, log *slog.Logger) (*Backend, error) {
 	if err := os.MkdirAll(filepath.Join(root, filepath.FromSlash(cfg.KeyPrefix)), 0o750); err != nil {
 		return nil, fmt.Errorf("local backend %s: create root: %w", id, err)
 	}
-	b := &Backend{id: id, root: root, prefix: strings.Trim(cfg.KeyPrefix, "/"), log: log}
+	b := &Backend{id: id, root: root, prefix: strings.Trim(cfg.KeyPrefix, "/"), tmp: filepath.Join(root, TempDir), log: log}
 	if err := b.removeTemps(); err != nil {
 		return nil, fmt.Errorf("local backend %s: remove leftover temp files: %w", id, err)
 	}
@@ -77,23 +81,29 @@ func (b *Backend) Path(d digest.Digest) string {
 	return filepath.Join(b.root, filepath.FromSlash(backends.ObjectKey(b.prefix, d)))
 }
 
+// removeTemps empties the temp directory (creating it if needed). Only an
+// earlier process can have left files there: this one has not written yet.
 func (b *Backend) removeTemps() error {
-	return filepath.WalkDir(b.root, func(p string, e fs.DirEntry, err error) error {
-		if err != nil {
+	entries, err := os.ReadDir(b.tmp)
+	if errors.Is(err, fs.ErrNotExist) {
+		return b.mkdirDurable(b.tmp)
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		p := filepath.Join(b.tmp, e.Name())
+		b.log.Info("removing leftover temp file", "backend", b.id, "path", p)
+		if err := os.RemoveAll(p); err != nil {
 			return err
 		}
-		if !e.IsDir() && strings.HasPrefix(e.Name(), tempPrefix) {
-			b.log.Info("removing leftover temp file", "backend", b.id, "path", p)
-			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return err
-			}
-		}
-		return nil
-	})
+	}
+	return nil
 }
 
-// Put implements backends.Backend: temp file in the target directory,
-// verified copy, fsync, rename, fsync of the directory.
+// Put implements backends.Backend: if the object exists, nothing;
+// otherwise write (temp file in the temp directory, verified copy, fsync,
+// rename into the target directory, fsync of that directory).
 func (b *Backend) Put(ctx context.Context, d digest.Digest, size int64, body io.Reader) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -113,15 +123,16 @@ func (b *Backend) Replace(ctx context.Context, d digest.Digest, size int64, body
 	return b.write(ctx, d, size, body)
 }
 
-// write streams body through the verifier into a temp file beside the
-// object, fsyncs it and renames it into place.
+// write streams body through the verifier into a temp file in the temp
+// directory (from 4 MiB on, hashing on another core while reading and
+// writing: digest.CopyVerified), fsyncs it and renames it into place.
 func (b *Backend) write(ctx context.Context, d digest.Digest, size int64, body io.Reader) (err error) {
 	final := b.Path(d)
 	dir := filepath.Dir(final)
 	if err := b.mkdirDurable(dir); err != nil {
 		return fmt.Errorf("local put %s: %w", d, err)
 	}
-	f, err := os.CreateTemp(dir, tempPrefix+"*")
+	f, err := os.CreateTemp(b.tmp, "put-*")
 	if err != nil {
 		return fmt.Errorf("local put %s: %w", d, err)
 	}
@@ -131,18 +142,8 @@ func (b *Backend) write(ctx context.Context, d digest.Digest, size int64, body i
 			os.Remove(f.Name())
 		}
 	}()
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	v := digest.NewVerifier(backends.ContextReader(ctx, body), d, size)
-	// writerOnly hides (*os.File).ReadFrom, which would ignore our buffer
-	// and copy in 32 KiB pieces (half the throughput).
-	if _, err = io.CopyBuffer(writerOnly{f}, v, *bp); err != nil {
+	if err = copyVerified(f, backends.ContextReader(ctx, body), d, size); err != nil {
 		return fmt.Errorf("local put %s: %w", d, err)
-	}
-	if !v.Verified() {
-		// CopyBuffer stops at EOF from the verifier, which it only returns
-		// after a successful check; this guards against a changed contract.
-		return fmt.Errorf("local put %s: %w", d, digest.ErrMismatch)
 	}
 	if err = f.Sync(); err != nil {
 		return fmt.Errorf("local put %s: fsync: %w", d, err)
@@ -182,6 +183,45 @@ func (b *Backend) mkdirDurable(dir string) error {
 }
 
 type writerOnly struct{ io.Writer }
+
+// parallelFrom is the size from which a put hashes on one goroutine while
+// another reads and writes (digest.CopyVerified); below it the goroutine
+// handoff costs more than it saves.
+const parallelFrom = 4 << 20
+
+// copyVerified copies exactly size bytes of body into f and checks them
+// against d. The temp file f only becomes the object after a nil error.
+func copyVerified(f *os.File, body io.Reader, d digest.Digest, size int64) error {
+	if size >= parallelFrom {
+		bps := [3]*[]byte{}
+		bufs := make([][]byte, len(bps))
+		for i := range bps {
+			bps[i] = bufPool.Get().(*[]byte)
+			bufs[i] = *bps[i]
+		}
+		defer func() {
+			for _, bp := range bps {
+				bufPool.Put(bp)
+			}
+		}()
+		_, err := digest.CopyVerified(f, body, d, size, bufs)
+		return err
+	}
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	v := digest.NewVerifier(body, d, size)
+	// writerOnly hides (*os.File).ReadFrom, which would ignore our buffer
+	// and copy in 32 KiB pieces (half the throughput).
+	if _, err := io.CopyBuffer(writerOnly{f}, v, *bp); err != nil {
+		return err
+	}
+	if !v.Verified() {
+		// CopyBuffer stops at EOF from the verifier, which it only returns
+		// after a successful check; this guards against a changed contract.
+		return digest.ErrMismatch
+	}
+	return nil
+}
 
 func syncDir(dir string) error {
 	f, err := os.Open(dir)
@@ -317,7 +357,7 @@ func (b *Backend) Health(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(b.root, tempPrefix+"health-*")
+	f, err := os.CreateTemp(b.tmp, "health-*")
 	if err != nil {
 		return fmt.Errorf("local backend %s: %w: %v", b.id, backends.ErrUnavailable, err)
 	}

@@ -47,7 +47,10 @@ func TestLayout(t *testing.T) {
 	}
 }
 
-func TestStartRemovesLeftoverTempFiles(t *testing.T) {
+// Start-up empties <root>/.tmp and does not walk the object tree: a file
+// inside the tree is not even looked at (a tree walk would have removed
+// this one, which is named like the temp files of earlier versions).
+func TestStartRemovesLeftoverTempFilesWithoutWalkingTheTree(t *testing.T) {
 	root := t.TempDir()
 	b := newTest(t, root)
 	data := []byte("kept")
@@ -55,16 +58,28 @@ func TestStartRemovesLeftoverTempFiles(t *testing.T) {
 	if err := b.Put(context.Background(), d, 4, bytes.NewReader(data)); err != nil {
 		t.Fatal(err)
 	}
-	leftover := filepath.Join(filepath.Dir(b.Path(d)), tempPrefix+"123")
+	leftover := filepath.Join(root, TempDir, "put-123")
 	if err := os.WriteFile(leftover, []byte("partial"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	inTree := filepath.Join(filepath.Dir(b.Path(d)), ".tmp-123")
+	if err := os.WriteFile(inTree, []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	b = newTest(t, root)
 	if _, err := os.Stat(leftover); !os.IsNotExist(err) {
 		t.Fatalf("leftover temp file survived a restart: %v", err)
 	}
+	if _, err := os.Stat(inTree); err != nil {
+		t.Fatalf("start-up walked the object tree (it touched %s): %v", inTree, err)
+	}
 	if _, err := b.Stat(context.Background(), d); err != nil {
 		t.Fatalf("real object lost at restart: %v", err)
+	}
+	n := 0
+	b.Walk(context.Background(), func(backends.Info) error { n++; return nil })
+	if n != 1 {
+		t.Fatalf("walk sees %d objects, want 1 (temp files are not objects)", n)
 	}
 }
 

@@ -448,6 +448,23 @@ func (r *Registry) GetPackage(ctx context.Context, name, version string) (*Packa
 	return &PackageView{Package: p, Locations: locs}, nil
 }
 
+// Readable reports, from the registry alone (no backend is asked), whether
+// a read of d would have a location to try: one whose status is not a
+// failed verdict, on a configured backend. HEAD answers from it; a location
+// that lost its object unnoticed is found by verification, not by HEAD.
+func (r *Registry) Readable(ctx context.Context, d digest.Digest) error {
+	locs, err := r.store.Locations(ctx, d.String())
+	if err != nil {
+		return err
+	}
+	for _, l := range locs {
+		if _, ok := r.backends[l.Backend]; ok && !l.Failed() {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: %w", d, ErrNoLocation)
+}
+
 // Health checks every backend, returning the failures by backend id. A
 // result is cached for healthTTL (as for publishes), so frequent callers
 // (readiness probes) cost at most one backend check per backend and TTL.

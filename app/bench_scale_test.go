@@ -1,0 +1,543 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	bolt "go.etcd.io/bbolt"
+
+	"artifactstore/backends"
+	"artifactstore/backends/s3/s3test"
+	"artifactstore/internal/digest"
+	"artifactstore/internal/verify"
+	"artifactstore/store"
+)
+
+// The store-at-scale measurements: a dataset of n packages, each with one
+// distinct small object, written in bulk (the objects as files in the
+// local backend's layout or as PUTs to an S3 server, the database with
+// store.ImportPackages), then a service started on it and measured.
+
+// benchScale is BENCH_SCALE (default 1): it multiplies the dataset sizes,
+// so BENCH_SCALE=0.01 is a quick run of 10,000 packages.
+func benchScale(t testing.TB) float64 {
+	v := os.Getenv("BENCH_SCALE")
+	if v == "" {
+		return 1
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f <= 0 || f > 1 {
+		t.Fatalf("BENCH_SCALE=%q: want a number in (0, 1]", v)
+	}
+	return f
+}
+
+// scaleObject is object i of a dataset: 200-455 distinct bytes.
+func scaleObject(i int) []byte {
+	r := rand.New(rand.NewPCG(uint64(i), 15))
+	b := make([]byte, 200+i%256)
+	for j := range b {
+		b[j] = byte(r.Uint32())
+	}
+	return b
+}
+
+// scalePackage is package i of a dataset: 1,000 names, producers p-00..p-99,
+// three retention classes, labels team=t-00..t-49 and build=<i mod 1000>.
+func scalePackage(i int, sum string, size int) store.Package {
+	return store.Package{Name: fmt.Sprintf("pkg-%04d", i%1000), Version: fmt.Sprintf("1.%d.0", i/1000),
+		Producer: fmt.Sprintf("p-%02d", i%100), RetentionClass: []string{"release", "snapshot", "nightly"}[i%3],
+		Labels: map[string]string{"team": fmt.Sprintf("t-%02d", (i/7)%50), "build": strconv.Itoa(i % 1000)},
+		Files:  []store.File{{Path: "app.bin", Size: int64(size), Digest: "sha256:" + sum, MediaType: "application/octet-stream"}}}
+}
+
+// buildDataset writes n objects with put (from 2 goroutines) and the
+// matching packages into the database at dbPath.
+func buildDataset(t testing.TB, dbPath, backend string, n int, put func(sum string, data []byte) error) time.Duration {
+	start := time.Now()
+	st, err := store.Open(dbPath, store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	const chunk = 20000
+	workers := 2
+	if backend != "local" {
+		workers = 32
+	}
+	for off := 0; off < n; off += chunk {
+		end := min(off+chunk, n)
+		pkgs := make([]store.Package, end-off)
+		var next atomic.Int64
+		next.Store(int64(off))
+		var wg sync.WaitGroup
+		var failed atomic.Value
+		for w := 0; w < workers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					i := int(next.Add(1) - 1)
+					if i >= end {
+						return
+					}
+					data := scaleObject(i)
+					s := sha256.Sum256(data)
+					sum := hex.EncodeToString(s[:])
+					if err := put(sum, data); err != nil {
+						failed.Store(err)
+						return
+					}
+					pkgs[i-off] = scalePackage(i, sum, len(data))
+				}
+			}()
+		}
+		wg.Wait()
+		if err, _ := failed.Load().(error); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.ImportPackages(context.Background(), pkgs, backend); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return time.Since(start)
+}
+
+// localObjectWriter writes objects straight into a local backend's layout.
+func localObjectWriter(root, prefix string) func(sum string, data []byte) error {
+	var dirs sync.Map
+	return func(sum string, data []byte) error {
+		dir := filepath.Join(root, prefix, "sha256", sum[:2], sum[2:4])
+		if _, ok := dirs.Load(dir); !ok {
+			if err := os.MkdirAll(dir, 0o750); err != nil {
+				return err
+			}
+			dirs.Store(dir, true)
+		}
+		return os.WriteFile(filepath.Join(dir, sum), data, 0o640)
+	}
+}
+
+// timedGets returns the latencies of n sequential GETs of url.
+func timedGets(t testing.TB, url, token string, n int) []time.Duration {
+	ds := make([]time.Duration, 0, n)
+	for i := 0; i < n; i++ {
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		s := time.Now()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %d", url, resp.StatusCode)
+		}
+		ds = append(ds, time.Since(s))
+	}
+	return ds
+}
+
+// scaleEnv is a service started on a dataset.
+type scaleEnv struct {
+	svc     *Service
+	url     string
+	token   string
+	startup time.Duration
+	stop    func()
+}
+
+func startScale(t testing.TB, cfg *Config) *scaleEnv {
+	start := time.Now()
+	svc, err := NewService(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Serve(ctx, ln) }()
+	url := "http://" + ln.Addr().String()
+	for {
+		if resp, err := http.Get(url + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	startup := time.Since(start)
+	tok, _, err := svc.Store.CreateToken(context.Background(), "bench", "admin", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &scaleEnv{svc: svc, url: url, token: tok, startup: startup, stop: func() { cancel(); <-done; svc.Close() }}
+}
+
+func p99(ds []time.Duration) time.Duration { return percentile(ds, 0.99) }
+
+func ratioOf(base, ours time.Duration) string {
+	return fmt.Sprintf("%.2f", base.Seconds()/ours.Seconds())
+}
+
+// benchScaleRows measures one dataset: start-up, /metrics and /v1/health
+// p99, lookups, list pages by name, producer and label, verification
+// throughput of small objects, and database bytes per package.
+//
+// objectPath, when not nil, is the file of an object (local backend): HEAD
+// is then measured against a bare HTTP server answering HEAD with os.Stat.
+func benchScaleRows(t testing.TB, rep *benchReport, label string, cfg *Config, n int, note string, backend backends.Backend, rawRead func(sum string) (int64, error), objectPath func(sum string) string) {
+	t.Logf("%s: dataset ready (%s)", label, note)
+	e := startScale(t, cfg)
+	defer func() {
+		if e != nil {
+			e.stop()
+		}
+	}()
+	ctx := context.Background()
+	// Start-up against opening the bbolt file alone (measured after the
+	// service stops, below).
+	startup := e.startup
+
+	// /metrics and /v1/health, against /healthz on the same server (the
+	// HTTP floor).
+	floor := timedGets(t, e.url+"/healthz", "", 300)
+	metrics := timedGets(t, e.url+"/metrics", "", 300)
+	health := timedGets(t, e.url+"/v1/health", e.token, 300)
+	rep.add(benchRow{Name: "/metrics scrape p99, " + label, Ours: p99(metrics).String(), Baseline: p99(floor).String() + " (GET /healthz, same server)",
+		Ratio: ratioOf(p99(floor), p99(metrics)), Target: "< 50ms", Verdict: verdict(p99(metrics) < 50*time.Millisecond), Note: note + "; 300 scrapes"})
+	rep.add(benchRow{Name: "/v1/health p99, " + label, Ours: p99(health).String(), Baseline: p99(floor).String() + " (GET /healthz, same server)",
+		Ratio: ratioOf(p99(floor), p99(health)), Target: "< 50ms", Verdict: verdict(p99(health) < 50*time.Millisecond), Note: note + "; 300 requests"})
+
+	t.Logf("%s: /metrics and /v1/health measured", label)
+	if objectPath != nil {
+		benchHead(t, rep, e, n, note, objectPath)
+	}
+	// Lookups and list pages, through the store, against raw bbolt.
+	r := rand.New(rand.NewPCG(1, 2))
+	var look, rawLook []time.Duration
+	for i := 0; i < 20000; i++ {
+		p := scalePackage(r.IntN(n), "", 0)
+		s := time.Now()
+		if _, err := e.svc.Store.GetPackage(ctx, p.Name, p.Version); err != nil {
+			t.Fatal(err)
+		}
+		look = append(look, time.Since(s))
+		s = time.Now()
+		e.svc.Store.DB().View(func(tx *bolt.Tx) error {
+			_ = append([]byte(nil), tx.Bucket([]byte("packages")).Get([]byte(p.Name+"\x00"+p.Version))...)
+			return nil
+		})
+		rawLook = append(rawLook, time.Since(s))
+	}
+	rep.add(benchRow{Name: "lookup name@version p99, " + label, Ours: p99(look).String(), Baseline: p99(rawLook).String() + " (raw bbolt Get)",
+		Ratio: ratioOf(p99(rawLook), p99(look)), Target: "< 1ms", Verdict: verdict(p99(look) < time.Millisecond), Note: note + "; 20000 random lookups"})
+	// Raw floor of a page: a cursor over 100 package records.
+	var rawList []time.Duration
+	for i := 0; i < 1000; i++ {
+		p := scalePackage(r.IntN(n), "", 0)
+		s := time.Now()
+		e.svc.Store.DB().View(func(tx *bolt.Tx) error {
+			c := tx.Bucket([]byte("packages")).Cursor()
+			j := 0
+			for k, v := c.Seek([]byte(p.Name + "\x00")); k != nil && j < 100; k, v = c.Next() {
+				_ = append([]byte(nil), v...)
+				j++
+			}
+			return nil
+		})
+		rawList = append(rawList, time.Since(s))
+	}
+	for _, by := range []struct {
+		name   string
+		filter func(p store.Package) store.Filter
+		target time.Duration
+	}{
+		{"name", func(p store.Package) store.Filter { return store.Filter{Name: p.Name} }, 5 * time.Millisecond},
+		{"producer", func(p store.Package) store.Filter { return store.Filter{Producer: p.Producer} }, 10 * time.Millisecond},
+		{"label", func(p store.Package) store.Filter {
+			return store.Filter{Labels: map[string]string{"team": p.Labels["team"]}}
+		}, 10 * time.Millisecond},
+	} {
+		var ds []time.Duration
+		for i := 0; i < 1000; i++ {
+			// A page of 100 from a random position: the cursor of a random
+			// package matching the filter.
+			p := scalePackage(r.IntN(n), "", 0)
+			f := by.filter(p)
+			cursor := ""
+			if i%2 == 1 {
+				cursor = store.CursorOf(&p)
+			}
+			s := time.Now()
+			page, err := e.svc.Store.ListPackages(ctx, f, cursor, 100)
+			ds = append(ds, time.Since(s))
+			if err != nil || (cursor == "" && len(page.Packages) == 0) {
+				t.Fatalf("list by %s: %v, %d packages", by.name, err, len(page.Packages))
+			}
+		}
+		rep.add(benchRow{Name: "list page of 100 by " + by.name + " p99, " + label, Ours: p99(ds).String(), Baseline: p99(rawList).String() + " (raw cursor over 100 package records)",
+			Ratio: ratioOf(p99(rawList), p99(ds)), Target: "< " + by.target.String(), Verdict: verdict(p99(ds) < by.target), Note: note + "; 1000 pages, half from a random cursor"})
+	}
+
+	t.Logf("%s: lookups and pages measured", label)
+	// Verification of small objects: a run of each mode for a fixed time
+	// (it resumes where it stopped, so a run over the whole store is this
+	// rate times the store), against reading the same objects raw.
+	for _, mode := range []string{store.ModeDeep, store.ModeQuick} {
+		eng := verify.New(e.svc.Store, map[string]backends.Backend{backend.ID(): e.svc.Backends[backend.ID()]}, verify.Options{Concurrency: 2, BytesPerSecond: 0})
+		var checked, read atomic.Int64
+		var first []string
+		var mu sync.Mutex
+		window := 10 * time.Second
+		if n < 100000 {
+			window = 2 * time.Second
+		}
+		vctx, cancel := context.WithTimeout(ctx, window)
+		s := time.Now()
+		eng.Run(vctx, backend.ID(), mode, verify.Hooks{Verdict: func(v store.Verdict) {
+			checked.Add(1)
+			read.Add(v.BytesRead)
+			mu.Lock()
+			if len(first) < 5000 {
+				first = append(first, v.Digest)
+			}
+			mu.Unlock()
+		}})
+		d := time.Since(s)
+		cancel()
+		rate := float64(checked.Load()) / d.Seconds()
+		// Raw: one goroutine reading (deep) or stat-ing (quick) the same
+		// objects through the backend, no database.
+		mu.Lock()
+		objs := append([]string(nil), first...)
+		mu.Unlock()
+		s = time.Now()
+		for _, sum := range objs {
+			if mode == store.ModeDeep {
+				if _, err := rawRead(sum); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				dg, _ := digest.Parse(sum)
+				if _, err := backend.Stat(ctx, dg); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		rawRate := float64(len(objs)) / time.Since(s).Seconds()
+		rep.add(benchRow{Name: mode + " verification of small objects, " + label, Ours: fmt.Sprintf("%.0f objects/s", rate),
+			Baseline: fmt.Sprintf("%.0f objects/s (%s of the same objects, 1 goroutine, no database)", rawRate, map[string]string{store.ModeDeep: "read + sha256", store.ModeQuick: "backend Stat"}[mode]),
+			Ratio:    fmt.Sprintf("%.2f", rate/rawRate), Target: "none (finding)", Verdict: "see findings",
+			Note: fmt.Sprintf("%s; %d verdicts in %s, concurrency 2, each verdict a durable batched commit", note, checked.Load(), d.Round(time.Millisecond))})
+	}
+	e.stop()
+	e = nil
+
+	s := time.Now()
+	db, err := bolt.Open(cfg.Database.Path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rawOpen := time.Since(s)
+	db.Close()
+	rep.add(benchRow{Name: "start-up to ready, " + label, Ours: startup.Round(time.Microsecond).String(), Baseline: rawOpen.Round(time.Microsecond).String() + " (bbolt open alone)",
+		Ratio: ratioOf(rawOpen, startup), Target: "< 1s", Verdict: verdict(startup < time.Second), Note: note})
+	var size int64
+	if fi, err := os.Stat(cfg.Database.Path); err == nil {
+		size = fi.Size()
+	}
+	per := float64(size) / float64(n)
+	st, err := store.Open(cfg.Database.Path, store.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inuse := inUsePerPackage(t, st, n)
+	st.Close()
+	rep.add(benchRow{Name: "database bytes per package, " + label, Ours: fmt.Sprintf("%.0f B", per), Baseline: fmt.Sprintf("%.0f B (records of one package in use, no page overhead)", inuse),
+		Ratio: fmt.Sprintf("%.2f", inuse/per), Target: "< 2 KiB", Verdict: verdict(per < 2048),
+		Note: note + fmt.Sprintf("; bulk loaded with pages filled to 90%%, no events; %d MiB file", size>>20)})
+}
+
+// benchLocalScale builds n packages with n distinct objects on the local
+// backend and measures them.
+func benchLocalScale(t testing.TB, rep *benchReport, dir string, n int) {
+	sdir := filepath.Join(dir, "scale-local")
+	objects := filepath.Join(sdir, "objects")
+	cfgFile := writeLocalConfig(t, sdir, objects, "verify:\n  deep:\n    interval: 0s\n  quick:\n    interval: 0s\n")
+	cfg, err := LoadConfig(LoadOptions{File: cfgFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	build := buildDataset(t, cfg.Database.Path, "local", n, localObjectWriter(objects, cfg.Backends["local"].KeyPrefix))
+	note := fmt.Sprintf("%d packages with %d distinct 200-455 B objects on local, built in bulk in %s", n, n, build.Round(time.Second))
+	lb, err := backendFactories["local"](context.Background(), "local", cfg.Backends["local"], slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	benchScaleRows(t, rep, "local", cfg, n, note, lb, func(sum string) (int64, error) {
+		f, err := os.Open(filepath.Join(objects, cfg.Backends["local"].KeyPrefix, "sha256", sum[7:9], sum[9:11], sum[7:]))
+		if err != nil {
+			return 0, err
+		}
+		defer f.Close()
+		return io.Copy(sha256.New(), f)
+	}, func(sum string) string {
+		return filepath.Join(objects, cfg.Backends["local"].KeyPrefix, "sha256", sum[:2], sum[2:4], sum)
+	})
+	// Removing a million files takes a while; do it now so the time is
+	// not charged to another measurement.
+	os.RemoveAll(sdir)
+}
+
+// benchS3Scale does the same with n objects on one S3 server.
+func benchS3Scale(t testing.TB, rep *benchReport, dir string, srv s3test.Server, n int) {
+	bucket := srv.NewBucket(t)
+	sdir := filepath.Join(dir, "scale-"+srv.Name)
+	cfgYAML := fmt.Sprintf("data_dir: %s/data\nbackends:\n%srouting:\n  default: %s\nverify:\n  deep:\n    interval: 0s\n  quick:\n    interval: 0s\n",
+		sdir, s3BackendYAML(srv.Name, bucket), srv.Name)
+	os.MkdirAll(sdir, 0o750)
+	cfgFile := filepath.Join(sdir, "config.yaml")
+	os.WriteFile(cfgFile, []byte(cfgYAML), 0o600)
+	cfg, err := LoadConfig(LoadOptions{File: cfgFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	core := srv.Client(t)
+	prefix := cfg.Backends[srv.Name].KeyPrefix
+	key := func(sum string) string { return backends.ObjectKey(prefix, mustParseDigest("sha256:"+sum)) }
+	build := buildDataset(t, cfg.Database.Path, srv.Name, n, func(sum string, data []byte) error {
+		_, err := core.Client.PutObject(context.Background(), bucket.Bucket, key(sum), bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{})
+		return err
+	})
+	note := fmt.Sprintf("%d packages with %d distinct 200-455 B objects on %s, built in bulk in %s", n, n, srv.Name, build.Round(time.Second))
+	b, err := backendFactories["s3"](context.Background(), srv.Name, cfg.Backends[srv.Name], slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	benchScaleRows(t, rep, srv.Name, cfg, n, note, b, func(sum string) (int64, error) {
+		obj, err := core.Client.GetObject(context.Background(), bucket.Bucket, key(sum[7:]), minio.GetObjectOptions{})
+		if err != nil {
+			return 0, err
+		}
+		defer obj.Close()
+		return io.CopyBuffer(plainWriter{sha256.New()}, obj, make([]byte, 64<<10))
+	}, nil)
+}
+
+// plainWriter hides a writer's ReadFrom, so io.CopyBuffer really copies
+// through the buffer it is given (io.Discard's ReadFrom reads 8 KiB at a
+// time whatever buffer the caller passes).
+type plainWriter struct{ io.Writer }
+
+func mustParseDigest(s string) digest.Digest {
+	d, err := digest.Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return d
+}
+
+// benchHead sends HEADs of random blobs of the dataset from 32 connections
+// to the service and to a bare server that answers HEAD with an os.Stat of
+// the object's file, interleaved, 3 rounds each; it reports the median rate.
+func benchHead(t testing.TB, rep *benchReport, e *scaleEnv, n int, note string, objectPath func(sum string) string) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fi, err := os.Stat(objectPath(r.URL.Path[len("/v1/blobs/sha256:"):]))
+		if err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Length", strconv.FormatInt(fi.Size(), 10))
+		w.WriteHeader(200)
+	})}
+	go bare.Serve(ln)
+	defer bare.Close()
+	bareURL := "http://" + ln.Addr().String()
+	const conns = 32
+	total := 20000
+	if n < 100000 {
+		total = 2000
+	}
+	sums := make([]string, 4096)
+	for i := range sums {
+		s := sha256.Sum256(scaleObject((i * 7919) % n))
+		sums[i] = hex.EncodeToString(s[:])
+	}
+	tr := &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr}
+	run := func(base, token string) float64 {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		var failed atomic.Value
+		start := time.Now()
+		for c := 0; c < conns; c++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					i := next.Add(1)
+					if i > int64(total) {
+						return
+					}
+					req, _ := http.NewRequest(http.MethodHead, base+"/v1/blobs/sha256:"+sums[int(i)%len(sums)], nil)
+					if token != "" {
+						req.Header.Set("Authorization", "Bearer "+token)
+					}
+					resp, err := hc.Do(req)
+					if err != nil {
+						failed.Store(err)
+						return
+					}
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						failed.Store(fmt.Errorf("HEAD %s: %d", req.URL, resp.StatusCode))
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if err, _ := failed.Load().(error); err != nil {
+			t.Fatal(err)
+		}
+		return float64(total) / time.Since(start).Seconds()
+	}
+	var ours, base []float64
+	for r := 0; r < 3; r++ {
+		base = append(base, run(bareURL, ""))
+		ours = append(ours, run(e.url, e.token))
+	}
+	mo, mb := medianF(ours), medianF(base)
+	rep.add(benchRow{Name: "HEAD of a blob, 32 connections, local", Ours: fmt.Sprintf("%.0f /s", mo), Baseline: fmt.Sprintf("%.0f /s (bare HTTP server answering HEAD with os.Stat)", mb),
+		Ratio: fmt.Sprintf("%.2f", mo/mb), Target: ">= 0.70", Verdict: verdict(mo/mb >= 0.7),
+		Note: fmt.Sprintf("%s; median of 3 interleaved rounds of %d HEADs; ours %s /s, bare %s /s; ours checks the bearer token", note, total, floats(ours, "%.0f"), floats(base, "%.0f"))})
+}

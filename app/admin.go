@@ -17,6 +17,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"artifactstore/backends"
+	"artifactstore/internal/replication"
 	"artifactstore/store"
 )
 
@@ -55,6 +56,9 @@ func (s *Service) adminRoutes() map[string]http.Handler {
 		routes[pattern] = h
 	}
 	for pattern, h := range s.Webhooks.Routes() {
+		routes[pattern] = h
+	}
+	for pattern, h := range s.Replication.AdminRoutes() {
 		routes[pattern] = h
 	}
 	return routes
@@ -100,6 +104,11 @@ func listenAdmin(path string) (net.Listener, error) {
 type storageReport struct {
 	Backends []backendReport `json:"backends"`
 	Routing  RoutingConfig   `json:"routing"`
+	// UnderReplicated counts copies the rules ask for that are not
+	// usable (pending copies plus failed locations); PendingCopies lists
+	// the first pending ones.
+	UnderReplicated int                 `json:"under_replicated"`
+	PendingCopies   []store.PendingCopy `json:"pending_copies"`
 }
 
 type backendReport struct {
@@ -152,6 +161,12 @@ func (s *Service) storageReport(ctx context.Context) (*storageReport, error) {
 	for _, id := range gone {
 		u := usage[id]
 		rep.Backends = append(rep.Backends, backendReport{ID: id, Type: "(not configured)", Blobs: u.Blobs, Bytes: u.Bytes, ByStatus: u.ByStatus, Error: "locations name a backend that is not configured"})
+	}
+	if rep.PendingCopies, _, err = s.Store.PendingCopies(ctx, maxFailedListed); err != nil {
+		return nil, err
+	}
+	if rep.UnderReplicated, err = replication.UnderReplicated(ctx, s.Store); err != nil {
+		return nil, err
 	}
 	return rep, nil
 }

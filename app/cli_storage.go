@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"artifactstore/internal/registry"
 )
 
 var jsonFlag = &cli.BoolFlag{Name: "json", Usage: "print JSON for scripts"}
@@ -103,15 +105,34 @@ func printStorage(w io.Writer, rep *storageReport) {
 				iw.Name, b.ID, iw.Started.UTC().Format(time.RFC3339))
 		}
 	}
+	if rep.UnderReplicated > 0 {
+		fmt.Fprintf(w, "\nUNDER-REPLICATED: %d copies the rules ask for are not usable (pending below; failed ones in artifactstore verify and /v1/health); the service completes and repairs them from a good copy\n", rep.UnderReplicated)
+		for _, p := range rep.PendingCopies {
+			fmt.Fprintf(w, "PENDING %s on %s (%s, since %s)\n", p.Digest, p.Backend, p.Package, p.Since.UTC().Format(time.RFC3339))
+		}
+	}
 	fmt.Fprintln(w, "\nROUTING (first match wins)")
 	for i, r := range rep.Routing.Rules {
-		fmt.Fprintf(w, "  %d. producer=%s retention_class=%s -> %s\n", i+1, orAny(r.Producer), orAny(r.RetentionClass), r.Backend)
+		fmt.Fprintf(w, "  %d. producer=%s retention_class=%s -> %s\n", i+1, orAny(r.Producer), orAny(r.RetentionClass), describeRoute(r.route()))
 	}
-	if rep.Routing.Default != "" {
-		fmt.Fprintf(w, "  default -> %s\n", rep.Routing.Default)
+	if def := rep.Routing.defaultRoute(); def.Primary() != "" {
+		fmt.Fprintf(w, "  default -> %s\n", describeRoute(def))
 	} else {
 		fmt.Fprintln(w, "  default: none (a package no rule matches is refused)")
 	}
+}
+
+// describeRoute shows a route's backends, and its minimum when it has copies.
+func describeRoute(rt registry.Route) string {
+	out := strings.Join(rt.Backends, ", ")
+	if len(rt.Backends) > 1 {
+		n := rt.MinCopies
+		if n <= 0 {
+			n = len(rt.Backends)
+		}
+		out += fmt.Sprintf(" (a copy on each; %d before commit)", n)
+	}
+	return out
 }
 
 func orAny(s string) string {

@@ -18,6 +18,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
 
+	"artifactstore/internal/replication"
 	"artifactstore/internal/verify"
 	"artifactstore/store"
 )
@@ -82,6 +83,7 @@ func verifyFlags() []cli.Flag {
 	return []cli.Flag{
 		configFlag(), jsonFlag,
 		&cli.BoolFlag{Name: "quick", Usage: "check existence and size only, not content"},
+		&cli.BoolFlag{Name: "repair", Usage: "then rewrite every failed location from a good copy on another backend, and write pending copies (exit 1 only if a failure remains)"},
 	}
 }
 
@@ -157,13 +159,50 @@ func runVerify(c *cli.Context, env Env, ids []string) error {
 			failed = true
 		}
 	}
+	var repair *replication.Report
+	if c.Bool("repair") {
+		repair = &replication.Report{}
+		if err := adminPostJSON(c.Context, conn, "/v1/admin/repair", repair); err != nil {
+			return cli.Exit(fmt.Sprintf("repair: %v", err), exitCannotRun)
+		}
+		if !c.Bool("json") {
+			for _, it := range repair.Items {
+				fmt.Fprintf(env.Stdout, "REPAIR %s %s on %s from %s: %s %s\n", it.Kind, it.Digest, it.Target, orAny(it.Source), it.Result, it.Error)
+			}
+			fmt.Fprintf(env.Stdout, "repair: %s\n", repair)
+		}
+		// What the repair fixed no longer counts as a failure.
+		failed = repair.Failed > 0 || repair.Unrepairable > 0
+	}
 	if c.Bool("json") {
-		writeJSONOut(env.Stdout, map[string]any{"mode": mode, "remote": conn.Remote, "reports": reports})
+		out := map[string]any{"mode": mode, "remote": conn.Remote, "reports": reports}
+		if repair != nil {
+			out["repair"] = repair
+		}
+		writeJSONOut(env.Stdout, out)
 	}
 	if failed {
 		return cli.Exit("", exitFailures)
 	}
 	return nil
+}
+
+// adminPostJSON sends an empty POST to an admin path and decodes the answer.
+func adminPostJSON(ctx context.Context, conn *adminConn, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, adminBase+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := conn.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+		return fmt.Errorf("%s: %s", resp.Status, b)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
 }
 
 func streamVerify(ctx context.Context, conn *adminConn, id, mode string, env Env, bar, plain bool) (*verify.Report, error) {

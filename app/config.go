@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"artifactstore/backends/s3"
+	"artifactstore/internal/registry"
 	"artifactstore/internal/webhook"
 
 	"github.com/go-viper/mapstructure/v2"
@@ -46,6 +47,8 @@ type Config struct {
 	Verify   VerifyConfig             `koanf:"verify" yaml:"verify"`
 	Auth     AuthConfig               `koanf:"auth" yaml:"auth"`
 	Cleanup  CleanupConfig            `koanf:"cleanup" yaml:"cleanup"`
+	// Replication completes pending copies and repairs failed ones.
+	Replication ReplicationConfig `koanf:"replication" yaml:"replication"`
 	// Retention, GC and Events are the lifecycle (internal/lifecycle).
 	Retention RetentionConfig `koanf:"retention" yaml:"retention"`
 	GC        GCConfig        `koanf:"gc" yaml:"gc"`
@@ -62,6 +65,14 @@ type CleanupConfig struct {
 	// IncompleteWriteAge: incomplete writes started longer ago are
 	// aborted. Keep it above the longest upload a client may take.
 	IncompleteWriteAge time.Duration `koanf:"incomplete_write_age" yaml:"incomplete_write_age"`
+}
+
+// ReplicationConfig drives internal/replication: copies a rule asks for
+// that a publish could not write, and repairs of failed copies from good
+// ones, run when verification or a read records a failure, and retried
+// every RetryInterval.
+type ReplicationConfig struct {
+	RetryInterval time.Duration `koanf:"retry_interval" yaml:"retry_interval"`
 }
 
 // RetentionConfig holds the retention policy of each retention class; a
@@ -202,20 +213,73 @@ var backendKeys = map[string][]string{
 	"s3":    append([]string{"type", "key_prefix"}, s3.Keys()...),
 }
 
-// RoutingConfig picks a backend per package.
+// RoutingConfig picks the backends of each package.
 type RoutingConfig struct {
 	// Default receives packages no rule matches; may be empty when rules
 	// are given (a package no rule matches is then refused).
-	Default string       `koanf:"default" yaml:"default" json:"default"`
-	Rules   []RuleConfig `koanf:"rules" yaml:"rules" json:"rules"`
+	Default string `koanf:"default" yaml:"default" json:"default"`
+	// DefaultBackends instead of Default keeps a copy on each backend
+	// (first one first), DefaultMinCopies of them written before commit.
+	DefaultBackends  []string     `koanf:"default_backends" yaml:"default_backends" json:"default_backends,omitempty"`
+	DefaultMinCopies int          `koanf:"default_min_copies" yaml:"default_min_copies" json:"default_min_copies,omitempty"`
+	Rules            []RuleConfig `koanf:"rules" yaml:"rules" json:"rules"`
 }
 
 // RuleConfig matches producer and retention class (exact values or path.Match
-// globs; empty means any) and names a backend. The first match wins.
+// globs; empty means any) and names a backend, or several (a copy on each).
+// The first match wins.
 type RuleConfig struct {
-	Producer       string `koanf:"producer" yaml:"producer" json:"producer"`
-	RetentionClass string `koanf:"retention_class" yaml:"retention_class" json:"retention_class"`
-	Backend        string `koanf:"backend" yaml:"backend" json:"backend"`
+	Producer       string   `koanf:"producer" yaml:"producer" json:"producer"`
+	RetentionClass string   `koanf:"retention_class" yaml:"retention_class" json:"retention_class"`
+	Backend        string   `koanf:"backend" yaml:"backend" json:"backend,omitempty"`
+	Backends       []string `koanf:"backends" yaml:"backends" json:"backends,omitempty"`
+	// MinCopies is how many of Backends must hold the content before the
+	// publish commits; the others are completed in the background. 0
+	// means all.
+	MinCopies int `koanf:"min_copies" yaml:"min_copies" json:"min_copies,omitempty"`
+}
+
+// route returns the rule's backends and minimum.
+func (r RuleConfig) route() registry.Route {
+	if r.Backend != "" {
+		return registry.Route{Backends: []string{r.Backend}, MinCopies: r.MinCopies}
+	}
+	return registry.Route{Backends: r.Backends, MinCopies: r.MinCopies}
+}
+
+// defaultRoute returns the default's backends and minimum.
+func (c RoutingConfig) defaultRoute() registry.Route {
+	if c.Default != "" {
+		return registry.Route{Backends: []string{c.Default}, MinCopies: c.DefaultMinCopies}
+	}
+	return registry.Route{Backends: c.DefaultBackends, MinCopies: c.DefaultMinCopies}
+}
+
+// checkRoute validates one route's backends and minimum.
+func checkRoute(key, singleKey, listKey, minKey string, single string, list []string, minCopies int, known map[string]BackendConfig, ids []string) error {
+	if single != "" && len(list) > 0 {
+		return &ConfigError{Key: key + "." + listKey, Msg: fmt.Sprintf("set %s or %s, not both", singleKey, listKey)}
+	}
+	names := list
+	nameKey := func(i int) string { return fmt.Sprintf("%s.%s[%d]", key, listKey, i) }
+	if single != "" {
+		names = []string{single}
+		nameKey = func(int) string { return key + "." + singleKey }
+	}
+	seen := map[string]bool{}
+	for i, id := range names {
+		if _, ok := known[id]; !ok {
+			return &ConfigError{Key: nameKey(i), Msg: fmt.Sprintf("names unknown backend %q (configured: %s)", id, strings.Join(ids, ", "))}
+		}
+		if seen[id] {
+			return &ConfigError{Key: nameKey(i), Msg: fmt.Sprintf("names backend %q twice (each backend holds one copy)", id)}
+		}
+		seen[id] = true
+	}
+	if minCopies < 0 || (len(names) > 0 && minCopies > len(names)) {
+		return &ConfigError{Key: key + "." + minKey, Msg: fmt.Sprintf("%d is out of range: between 1 and the %d backends named (0 or unset: all of them)", minCopies, len(names))}
+	}
+	return nil
 }
 
 // ConfigError names the key that is wrong and, when LoadConfig knows it,
@@ -519,6 +583,7 @@ func (c *Config) Validate() error {
 		{"server.body_rate_window", int64(c.Server.BodyRateWindow)},
 		{"server.form_memory_bytes", c.Server.FormMemoryBytes},
 		{"cleanup.interval", int64(c.Cleanup.Interval)},
+		{"replication.retry_interval", int64(c.Replication.RetryInterval)},
 		{"cleanup.incomplete_write_age", int64(c.Cleanup.IncompleteWriteAge)},
 		{"database.lock_timeout", int64(c.Database.LockTimeout)},
 		{"database.batch_delay", int64(c.Database.BatchDelay)},
@@ -604,18 +669,19 @@ func (c *Config) Validate() error {
 			return err
 		}
 	}
-	if c.Routing.Default == "" && len(c.Routing.Rules) == 0 {
+	if c.Routing.Default == "" && len(c.Routing.DefaultBackends) == 0 && len(c.Routing.Rules) == 0 {
 		return &ConfigError{Key: "routing.default", Msg: "required when routing.rules is empty"}
 	}
-	if c.Routing.Default != "" {
-		if _, ok := c.Backends[c.Routing.Default]; !ok {
-			return &ConfigError{Key: "routing.default", Msg: fmt.Sprintf("names unknown backend %q (configured: %s)", c.Routing.Default, strings.Join(ids, ", "))}
-		}
+	if err := checkRoute("routing", "default", "default_backends", "default_min_copies", c.Routing.Default, c.Routing.DefaultBackends, c.Routing.DefaultMinCopies, c.Backends, ids); err != nil {
+		return err
 	}
 	for i, r := range c.Routing.Rules {
 		key := fmt.Sprintf("routing.rules[%d]", i)
-		if _, ok := c.Backends[r.Backend]; !ok {
-			return &ConfigError{Key: key + ".backend", Msg: fmt.Sprintf("names unknown backend %q (configured: %s)", r.Backend, strings.Join(ids, ", "))}
+		if r.Backend == "" && len(r.Backends) == 0 {
+			return &ConfigError{Key: key + ".backend", Msg: fmt.Sprintf("names no backend (set backend, or backends for a copy on each; configured: %s)", strings.Join(ids, ", "))}
+		}
+		if err := checkRoute(key, "backend", "backends", "min_copies", r.Backend, r.Backends, r.MinCopies, c.Backends, ids); err != nil {
+			return err
 		}
 		for _, g := range []struct{ k, v string }{{"producer", r.Producer}, {"retention_class", r.RetentionClass}} {
 			if _, err := path.Match(g.v, ""); err != nil {

@@ -3,11 +3,14 @@ package app
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"artifactstore/internal/registry"
 )
 
 func writeCfg(t *testing.T, body string) string {
@@ -67,6 +70,9 @@ func TestConfigLayers(t *testing.T) {
 	}
 }
 
+// twoLocal configures two local backends, x and y.
+const twoLocal = "backends:\n  x:\n    type: local\n    path: /tmp/x\n  y:\n    type: local\n    path: /tmp/y\n"
+
 func TestConfigErrorsNameTheKey(t *testing.T) {
 	cases := []struct {
 		name, yaml string
@@ -90,6 +96,13 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"bad glob", "routing:\n  default: local\n  rules:\n    - producer: '[ci'\n      backend: local\n", nil, "routing.rules[0].producer"},
 		{"no default and no rules", "backends:\n  x:\n    type: local\n    path: /tmp/x\n", nil, "routing.default"},
 		{"duplicate backend id", "backends:\n  x:\n    type: local\n  x:\n    type: local\n", nil, `"x" already defined`},
+		{"copies: unknown backend", twoLocal + "routing:\n  default: x\n  rules:\n    - producer: ci\n      backends: [x, nowhere]\n", nil, "routing.rules[0].backends[1]"},
+		{"copies: same backend twice", twoLocal + "routing:\n  default_backends: [x, y, x]\n", nil, "routing.default_backends[2]"},
+		{"copies: min_copies above the count", twoLocal + "routing:\n  default: x\n  rules:\n    - producer: ci\n      backends: [x, y]\n      min_copies: 3\n", nil, "routing.rules[0].min_copies"},
+		{"copies: negative min_copies", twoLocal + "routing:\n  default_backends: [x, y]\n  default_min_copies: -1\n", nil, "routing.default_min_copies"},
+		{"copies: backend and backends", twoLocal + "routing:\n  default: x\n  rules:\n    - producer: ci\n      backend: x\n      backends: [x, y]\n", nil, "routing.rules[0].backends"},
+		{"copies: default and default_backends", twoLocal + "routing:\n  default: x\n  default_backends: [x, y]\n", nil, "routing.default_backends"},
+		{"copies: rule without a backend", twoLocal + "routing:\n  default: x\n  rules:\n    - producer: ci\n", nil, "routing.rules[0].backend"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -128,8 +141,22 @@ func TestConfigCheckCommand(t *testing.T) {
 	}
 }
 
+func TestRouterCopies(t *testing.T) {
+	cfg, err := LoadConfig(LoadOptions{Raw: []byte(twoLocal + "routing:\n  default_backends: [y, x]\n  default_min_copies: 1\n  rules:\n    - retention_class: release\n      backends: [x, y]\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := router{rules: cfg.Routing.Rules, def: cfg.Routing.defaultRoute()}
+	if got := r.Route("ci", "release"); fmt.Sprint(got.Backends) != "[x y]" || got.MinCopies != 0 {
+		t.Errorf("release routes to %+v, want x and y, all before commit", got)
+	}
+	if got := r.Route("ci", "nightly"); fmt.Sprint(got.Backends) != "[y x]" || got.MinCopies != 1 {
+		t.Errorf("default routes to %+v, want y and x, one before commit", got)
+	}
+}
+
 func TestRouter(t *testing.T) {
-	r := router{def: "d", rules: []RuleConfig{
+	r := router{def: registry.Route{Backends: []string{"d"}}, rules: []RuleConfig{
 		{Producer: "ci-*", RetentionClass: "release", Backend: "rgw"},
 		{RetentionClass: "nightly", Backend: "cheap"},
 		{Producer: "alice", Backend: "local"},
@@ -143,7 +170,7 @@ func TestRouter(t *testing.T) {
 		{"ci", "release", "d"},
 	}
 	for _, c := range cases {
-		if got := r.Route(c.producer, c.class); got != c.want {
+		if got := r.Route(c.producer, c.class).Primary(); got != c.want {
 			t.Errorf("Route(%s, %s) = %s, want %s", c.producer, c.class, got, c.want)
 		}
 	}

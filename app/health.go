@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"artifactstore/internal/lifecycle"
+	"artifactstore/internal/replication"
 	"artifactstore/internal/verify"
 	"artifactstore/internal/webhook"
 	"artifactstore/store"
@@ -29,6 +30,13 @@ type healthDocument struct {
 	// Webhooks: every subscription's position, lag and failure state; a
 	// failing one makes the status "degraded".
 	Webhooks []webhook.Status `json:"webhooks"`
+	// UnderReplicated counts copies the routing rules ask for that are
+	// not usable: pending copies (PendingCopies lists the first 100) plus
+	// failed locations (listed above). The service writes and repairs
+	// them in the background (internal/replication); until then the
+	// status is "degraded".
+	UnderReplicated int                 `json:"under_replicated"`
+	PendingCopies   []store.PendingCopy `json:"pending_copies"`
 }
 
 type backendHealth struct {
@@ -73,7 +81,13 @@ func (s *Service) health(ctx context.Context) (*healthDocument, error) {
 	if total > 0 {
 		doc.Action = "failed locations are never served; republish the packages holding their content (artifactstore push) or restore the objects from a copy, then run artifactstore verify; see docs/OPERATOR.md, \"Verification failed, what now\""
 	}
-	if total > 0 || len(down) > 0 {
+	if doc.PendingCopies, _, err = s.Store.PendingCopies(ctx, maxFailedListed); err != nil {
+		return nil, err
+	}
+	if doc.UnderReplicated, err = replication.UnderReplicated(ctx, s.Store); err != nil {
+		return nil, err
+	}
+	if total > 0 || len(down) > 0 || doc.UnderReplicated > 0 {
 		doc.Status = "degraded"
 	}
 	if doc.Webhooks, err = s.Webhooks.Statuses(ctx); err != nil {

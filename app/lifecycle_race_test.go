@@ -49,7 +49,7 @@ func newRig(t testing.TB, bs map[string]backends.Backend) *Service {
 	for id := range bs {
 		def = id
 	}
-	reg := registry.New(st, bs, router{def: def}, registry.Options{})
+	reg := registry.New(st, bs, router{def: registry.Route{Backends: []string{def}}}, registry.Options{})
 	return &Service{Store: st, Backends: bs, Registry: reg,
 		Lifecycle: lifecycle.New(st, bs, reg, lifecycle.Options{}),
 		Verify:    verify.New(st, bs, verify.Options{Concurrency: 2})}

@@ -21,6 +21,7 @@ import (
 	"artifactstore/internal/cleanup"
 	"artifactstore/internal/lifecycle"
 	"artifactstore/internal/registry"
+	"artifactstore/internal/replication"
 	"artifactstore/internal/verify"
 	"artifactstore/internal/webhook"
 	"artifactstore/store"
@@ -71,7 +72,7 @@ func buildBackends(ctx context.Context, cfg *Config, log *slog.Logger) (map[stri
 // router implements registry.Router from the routing config.
 type router struct {
 	rules []RuleConfig
-	def   string
+	def   registry.Route
 }
 
 func globMatch(pattern, v string) bool {
@@ -82,11 +83,11 @@ func globMatch(pattern, v string) bool {
 	return ok
 }
 
-// Route returns the backend of the first matching rule, else the default.
-func (r router) Route(producer, retentionClass string) string {
+// Route returns the backends of the first matching rule, else the default.
+func (r router) Route(producer, retentionClass string) registry.Route {
 	for _, rule := range r.rules {
 		if globMatch(rule.Producer, producer) && globMatch(rule.RetentionClass, retentionClass) {
-			return rule.Backend
+			return rule.route()
 		}
 	}
 	return r.def
@@ -106,6 +107,8 @@ type Service struct {
 	Lifecycle *lifecycle.Manager
 	// Webhooks delivers events to subscribed receivers.
 	Webhooks *webhook.Manager
+	// Replication completes pending copies and repairs failed ones.
+	Replication *replication.Manager
 	// Metrics is this service's own Prometheus registry (no globals).
 	Metrics *prometheus.Registry
 }
@@ -129,7 +132,7 @@ func NewService(ctx context.Context, cfg *Config, log *slog.Logger) (*Service, e
 	for id, b := range bs {
 		bs[id] = backends.Instrument(b, bm)
 	}
-	reg := registry.New(st, bs, router{rules: cfg.Routing.Rules, def: cfg.Routing.Default}, registry.Options{
+	reg := registry.New(st, bs, router{rules: cfg.Routing.Rules, def: cfg.Routing.defaultRoute()}, registry.Options{
 		SessionTTL: cfg.Server.UploadSessionTTL,
 		MaxFiles:   cfg.Server.MaxFilesPerPackage,
 		Logger:     log,
@@ -165,9 +168,12 @@ func NewService(ctx context.Context, cfg *Config, log *slog.Logger) (*Service, e
 		// Event pruning keeps what a webhook subscription still needs.
 		EventFloor: hooks.KeepFrom,
 	})
+	// Deep verification and replication copies share one byte budget.
+	budget := verify.NewLimiter(cfg.Verify.BytesPerSecond)
 	engine := verify.New(st, bs, verify.Options{
 		Concurrency:    cfg.Verify.Concurrency,
 		BytesPerSecond: cfg.Verify.BytesPerSecond,
+		Limiter:        budget,
 		Logger:         log,
 		Metrics:        verify.NewMetrics(metrics),
 	})
@@ -175,6 +181,21 @@ func NewService(ctx context.Context, cfg *Config, log *slog.Logger) (*Service, e
 		st.Close()
 		return nil, err
 	}
+	// Copies of a killed process hold leases nobody will release.
+	if n, err := st.DropLeasesOf(ctx, registry.LeasePrefix); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("drop copy leases of the previous run: %w", err)
+	} else if n > 0 {
+		log.Info("copy leases of the previous run dropped", "count", n)
+	}
+	repl := replication.New(reg, replication.Options{
+		Logger:        log,
+		Limiter:       budget,
+		RetryInterval: cfg.Replication.RetryInterval,
+		Metrics: replication.NewMetrics(metrics, func() (int, error) {
+			return replication.UnderReplicated(context.Background(), st) // a scrape has no context
+		}),
+	})
 	api := web.New(reg, web.Options{
 		MaxBodyBytes:         cfg.Server.MaxBodyBytes,
 		MaxManifestBytes:     cfg.Server.MaxManifestBytes,
@@ -197,7 +218,7 @@ func NewService(ctx context.Context, cfg *Config, log *slog.Logger) (*Service, e
 			return err
 		},
 	})
-	svc := &Service{Config: cfg, Log: log, Store: st, Backends: bs, Registry: reg, API: api, Verify: engine, Metrics: metrics, Lifecycle: life, Webhooks: hooks}
+	svc := &Service{Config: cfg, Log: log, Store: st, Backends: bs, Registry: reg, API: api, Verify: engine, Metrics: metrics, Lifecycle: life, Webhooks: hooks, Replication: repl}
 	api.Handle("GET /v1/health", store.ScopeRead, http.HandlerFunc(svc.healthDoc))
 	api.Handle("GET /metrics", web.ScopeOpen, metricsHandler(metrics))
 	// The admin endpoints are on the public API too, for an admin token;
@@ -282,6 +303,11 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 			Retention: s.Config.Retention.Interval, GC: s.Config.GC.Interval, Events: s.Config.Events.PruneInterval,
 		})
 	}()
+	replicationDone := make(chan struct{})
+	go func() {
+		defer close(replicationDone)
+		s.Replication.Run(baseCtx)
+	}()
 	webhooksDone := make(chan struct{})
 	go func() {
 		defer close(webhooksDone)
@@ -341,6 +367,7 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	<-sweepDone
 	<-cleanupDone
 	<-lifecycleDone
+	<-replicationDone
 	<-webhooksDone // delivery positions are saved
 	// Sessions of cancelled uploads are dropped with their staged data.
 	if _, serr := s.Registry.SweepSessions(context.WithoutCancel(ctx), true); serr != nil {

@@ -72,6 +72,14 @@ var (
 	// every package with what listings filter on. Scanned backwards to
 	// list packages newest first (the web UI). Added by migration 6.
 	bucketRecent = []byte("packages_by_seq")
+	// bucketPendingCopies: digest \x00 backend id -> PendingCopy: a copy
+	// a routing rule asks for that the publish did not write (min_copies),
+	// written later by internal/replication. Added by migration 9.
+	bucketPendingCopies = []byte("pending_copies")
+	// bucketMigrations: migration id -> the state of a storage migration
+	// between backends (its selection, cursor and counts), so a restarted
+	// service resumes it. Added by migration 9.
+	bucketMigrations = []byte("storage_migrations")
 )
 
 var keySchemaVersion = []byte("schema_version")
@@ -81,7 +89,8 @@ func allBuckets() [][]byte {
 	return append(v1Buckets(), bucketVerifyState, bucketTokens,
 		bucketPackageRefs, bucketGCIntents, bucketOrphans, bucketLifecycle, bucketWebhooks, bucketRecent,
 		bucketLocationCounts, bucketFailedLocations,
-		bucketByProducer, bucketByRetention, bucketByLabel)
+		bucketByProducer, bucketByRetention, bucketByLabel,
+		bucketPendingCopies, bucketMigrations)
 }
 
 // v1Buckets are the buckets migration 1 created; never change this list.

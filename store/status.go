@@ -58,6 +58,11 @@ type RepairEvent struct {
 	At       time.Time `json:"at"`
 	Repairs  int       `json:"repairs"`
 	Session  string    `json:"upload_id,omitempty"`
+	// Source and Target name the backends of a repair from another copy
+	// (RecordCopy); Reason says what started it.
+	Source string `json:"source,omitempty"`
+	Target string `json:"target,omitempty"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // RecordRepair records that the object of digest on backend was rewritten
@@ -75,7 +80,8 @@ func (s *Store) RecordRepair(ctx context.Context, digest, backend, session strin
 			return err
 		}
 		now := s.now().UTC()
-		ev := RepairEvent{Digest: digest, Backend: backend, Previous: l.Status, Error: l.LastError, At: now, Repairs: l.Repairs + 1, Session: session}
+		ev := RepairEvent{Digest: digest, Backend: backend, Previous: l.Status, Error: l.LastError, At: now, Repairs: l.Repairs + 1, Session: session,
+			Source: RepairByUpload, Target: backend, Reason: "republish"}
 		l.Status, l.LastError, l.StoredAt, l.Repairs = StatusStored, "", now, l.Repairs+1
 		if err := putLocation(tx, l); err != nil {
 			return err

@@ -27,6 +27,18 @@ type Session struct {
 	Needed    []string  `json:"needed"` // digests the client must upload
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`
+	// Copies are the other backends the package's rule names: the commit
+	// writes a copy of every file there (or records pending copies, when
+	// the rule's MinCopies allows committing without them).
+	Copies    []string `json:"copies,omitempty"`
+	MinCopies int      `json:"min_copies,omitempty"`
+}
+
+// SessionCopies are the other backends a session's commit copies the
+// content to, and how many backends (its own included) must hold it.
+type SessionCopies struct {
+	Backends  []string
+	MinCopies int
 }
 
 // Ref names an object an upload session staged in a backend.
@@ -43,9 +55,12 @@ type Ref struct {
 // location on its backend when the session is written; otherwise (garbage
 // collection removed it since the caller looked) it fails with
 // ErrStaleBegin and the caller recomputes needed.
-func (s *Store) CreateSession(ctx context.Context, draft Package, needed []string, ttl time.Duration) (*Session, error) {
+func (s *Store) CreateSession(ctx context.Context, draft Package, needed []string, ttl time.Duration, copies ...SessionCopies) (*Session, error) {
 	now := s.now().UTC()
 	sess := &Session{ID: newID(), Draft: draft, Needed: needed, CreatedAt: now, ExpiresAt: now.Add(ttl)}
+	for _, c := range copies {
+		sess.Copies, sess.MinCopies = c.Backends, c.MinCopies
+	}
 	v, err := encode(sess)
 	if err != nil {
 		return nil, err
@@ -227,6 +242,27 @@ func pathsOf(p Package, d string) []string {
 // with Created false; a different one fails with ErrConflict (and the
 // session is dropped, its refs returned for garbage collection).
 func (s *Store) Commit(ctx context.Context, id string, stored []string) (CommitResult, error) {
+	return s.CommitWith(ctx, id, CommitInput{Stored: stored})
+}
+
+// CommitInput is what the caller confirmed before a commit.
+type CommitInput struct {
+	// Stored lists the needed digests the session's backend now holds.
+	Stored []string
+	// Copies are objects the caller wrote (bytes checked against the
+	// digest) to the session's other backends; each becomes a location of
+	// its own, unless one exists.
+	Copies []Ref
+	// Pending are copies the rule asks for that were not written; they
+	// are recorded as PendingCopy for internal/replication.
+	Pending []Ref
+}
+
+// CommitWith is Commit with copies on other backends: the new package's
+// copies and pending copies are written in the same transaction as the
+// package. For an identical existing package they are ignored.
+func (s *Store) CommitWith(ctx context.Context, id string, in CommitInput) (CommitResult, error) {
+	stored := in.Stored
 	var res CommitResult
 	var conflict error
 	err := s.batch(func(tx *bolt.Tx) error {
@@ -313,6 +349,39 @@ func (s *Store) Commit(ctx context.Context, id string, stored []string) (CommitR
 			}
 			if err := s.appendEvent(tx, EventLocationCreated, f.Digest, loc); err != nil {
 				return err
+			}
+		}
+
+		for _, c := range in.Copies {
+			if hasLocationKey(tx, c.Digest, c.Backend) {
+				continue
+			}
+			var size int64 = -1
+			for _, f := range draft.Files {
+				if f.Digest == c.Digest {
+					size = f.Size
+				}
+			}
+			if size < 0 {
+				continue // not content of this package
+			}
+			loc := Location{Digest: c.Digest, Backend: c.Backend, Size: size, Status: StatusStored, StoredAt: now}
+			if err := putLocation(tx, &loc); err != nil {
+				return err
+			}
+			if err := s.appendEvent(tx, EventLocationCreated, c.Digest, loc); err != nil {
+				return err
+			}
+		}
+		for _, c := range in.Pending {
+			for _, f := range draft.Files {
+				if f.Digest == c.Digest {
+					if err := putPendingCopy(tx, PendingCopy{Digest: c.Digest, Backend: c.Backend, Size: f.Size, Since: now,
+						Package: draft.Name + "@" + draft.Version, Reason: "backend unavailable at publish (min_copies allowed the commit)"}); err != nil {
+						return err
+					}
+					break
+				}
 			}
 		}
 

@@ -442,6 +442,9 @@ type fileJSON struct {
 	Digest    string         `json:"digest"`
 	MediaType string         `json:"media_type"`
 	Locations []locationJSON `json:"locations,omitempty"`
+	// PendingCopies names the backends whose copy the package's routing
+	// rule asks for and that is not written yet (min_copies).
+	PendingCopies []string `json:"pending_copies,omitempty"`
 }
 
 type packageJSON struct {
@@ -479,6 +482,7 @@ func viewJSON(v *registry.PackageView) *packageJSON {
 			out.Files[i].Locations = append(out.Files[i].Locations, locationJSON{
 				Backend: l.Backend, Status: l.Status, StoredAt: l.StoredAt, LastVerifiedAt: l.LastVerifiedAt})
 		}
+		out.Files[i].PendingCopies = v.Pending[out.Files[i].Digest]
 	}
 	if out.Files == nil {
 		out.Files = []fileJSON{}

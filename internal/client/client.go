@@ -112,6 +112,9 @@ type PackageFile struct {
 	Digest    string     `json:"digest"`
 	MediaType string     `json:"media_type"`
 	Locations []Location `json:"locations"`
+	// PendingCopies names backends whose copy the routing rule asks for
+	// and that is not written yet.
+	PendingCopies []string `json:"pending_copies,omitempty"`
 }
 
 // Package is a committed package.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"sync"
 	"time"
 
@@ -16,7 +15,9 @@ import (
 )
 
 // Open reads [off, off+n) of a blob from the first location that has it,
-// preferring verified locations and never reading one with a failed status.
+// in the order of orderForRead (verified locations first, the most
+// recently verified first, then stored ones), never reading one with a
+// failed status; a location whose backend fails is skipped for the next.
 //
 // A full read (off 0, the whole object) is verified as it streams: the
 // returned reader hashes every byte and, if they do not match d, withholds
@@ -34,7 +35,7 @@ func (r *Registry) Open(ctx context.Context, d digest.Digest, off, n int64) (io.
 	if err != nil {
 		return nil, err
 	}
-	sort.SliceStable(locs, func(i, j int) bool { return rank(locs[i]) < rank(locs[j]) })
+	orderForRead(locs)
 	var errs []error
 	for _, l := range locs {
 		if l.Failed() {

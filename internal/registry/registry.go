@@ -40,9 +40,35 @@ type BackendError struct {
 func (e *BackendError) Error() string { return "backend " + e.Backend + ": " + e.Err.Error() }
 func (e *BackendError) Unwrap() error { return e.Err }
 
-// Router picks the backend for a new package.
+// Route is where a new package's content goes: every backend in Backends
+// gets a copy. The first healthy one receives the uploads; the commit
+// copies the content from it to the others.
+type Route struct {
+	Backends []string
+	// MinCopies is how many of Backends must hold the content before the
+	// commit; the rest become pending copies written in the background.
+	// 0 means all of them.
+	MinCopies int
+}
+
+// Primary returns the first backend ("" for no route).
+func (rt Route) Primary() string {
+	if len(rt.Backends) == 0 {
+		return ""
+	}
+	return rt.Backends[0]
+}
+
+func (rt Route) minCopies() int {
+	if rt.MinCopies <= 0 || rt.MinCopies > len(rt.Backends) {
+		return len(rt.Backends)
+	}
+	return rt.MinCopies
+}
+
+// Router picks the backends for a new package.
 type Router interface {
-	Route(producer, retentionClass string) string
+	Route(producer, retentionClass string) Route
 }
 
 // Options configures a Registry.
@@ -205,13 +231,16 @@ func (r *Registry) Begin(ctx context.Context, m *manifest.Manifest) (*BeginResul
 	if err := m.Validate(r.opts.MaxFiles); err != nil {
 		return nil, err
 	}
-	backendID := r.router.Route(m.Producer, m.RetentionClass)
-	if backendID == "" {
+	route := r.router.Route(m.Producer, m.RetentionClass)
+	if route.Primary() == "" {
 		return nil, fmt.Errorf("producer %q, retention class %q: %w and no default backend is configured", m.Producer, m.RetentionClass, ErrNoRoute)
 	}
-	if _, ok := r.backends[backendID]; !ok {
-		return nil, fmt.Errorf("route %s/%s: %w %q", m.Producer, m.RetentionClass, ErrUnknownBackend, backendID)
+	for _, id := range route.Backends {
+		if _, ok := r.backends[id]; !ok {
+			return nil, fmt.Errorf("route %s/%s: %w %q", m.Producer, m.RetentionClass, ErrUnknownBackend, id)
+		}
 	}
+	backendID := route.Primary()
 	draft := draftOf(m, backendID)
 	var repair map[string]bool // failed content of an existing package
 	if existing, err := r.store.GetPackage(ctx, m.Name, m.Version); err == nil {
@@ -232,14 +261,28 @@ func (r *Registry) Begin(ctx context.Context, m *manifest.Manifest) (*BeginResul
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
-	if err := r.checkBackend(ctx, backendID); err != nil {
-		return nil, err
+	var copies []string
+	if repair != nil {
+		// A repair rewrites the failed objects on the first backend; the
+		// other copies are already recorded (or pending) for this package.
+		if err := r.checkBackend(ctx, backendID); err != nil {
+			return nil, err
+		}
+	} else {
+		primary, others, err := r.pickPrimary(ctx, route)
+		if err != nil {
+			return nil, err
+		}
+		if primary != backendID {
+			backendID, draft = primary, draftOf(m, primary)
+		}
+		copies = others
 	}
 	// Garbage collection may remove a location between the dedup check
 	// and the session's transaction; CreateSession then refuses with
 	// ErrStaleBegin and the content is looked up (and uploaded) again.
 	for attempt := 1; ; attempt++ {
-		res, err := r.begin(ctx, draft, backendID, repair != nil)
+		res, err := r.begin(ctx, draft, backendID, repair != nil, copies, route.minCopies())
 		if errors.Is(err, store.ErrStaleBegin) && attempt < 5 {
 			continue
 		}
@@ -249,7 +292,7 @@ func (r *Registry) Begin(ctx context.Context, m *manifest.Manifest) (*BeginResul
 
 // begin lists the needed content and opens the session. repair marks a
 // session that republishes an existing package to repair it.
-func (r *Registry) begin(ctx context.Context, draft store.Package, backendID string, repair bool) (*BeginResult, error) {
+func (r *Registry) begin(ctx context.Context, draft store.Package, backendID string, repair bool, copies []string, minCopies int) (*BeginResult, error) {
 	res := &BeginResult{Backend: backendID, Needed: []NeededFile{}, Repair: repair}
 	var neededDigests []string
 	for _, f := range draft.Files {
@@ -274,7 +317,7 @@ func (r *Registry) begin(ctx context.Context, draft store.Package, backendID str
 	// The refs the session records must not interleave with a garbage
 	// collection deciding to delete the same objects.
 	unlock := r.lockKeys(backendID, neededDigests)
-	sess, err := r.store.CreateSession(ctx, draft, neededDigests, r.opts.SessionTTL)
+	sess, err := r.store.CreateSession(ctx, draft, neededDigests, r.opts.SessionTTL, store.SessionCopies{Backends: copies, MinCopies: minCopies})
 	unlock()
 	if err != nil {
 		return nil, err
@@ -353,7 +396,22 @@ func (r *Registry) Commit(ctx context.Context, sessionID string) (*store.Package
 			}
 		}
 	}
-	res, err := r.store.Commit(ctx, sessionID, stored)
+	in := store.CommitInput{Stored: stored}
+	if len(sess.Copies) > 0 {
+		var release func(committed bool)
+		if in.Copies, in.Pending, release, err = r.writeCopies(ctx, sess); err != nil {
+			return nil, false, err
+		}
+		var res store.CommitResult
+		res, err = r.store.CommitWith(ctx, sessionID, in)
+		release(err == nil && res.Created)
+		return r.committed(ctx, res, err)
+	}
+	res, err := r.store.CommitWith(ctx, sessionID, in)
+	return r.committed(ctx, res, err)
+}
+
+func (r *Registry) committed(ctx context.Context, res store.CommitResult, err error) (*store.Package, bool, error) {
 	if len(res.Garbage) > 0 {
 		r.gc(context.WithoutCancel(ctx), res.Garbage)
 	}
@@ -429,6 +487,9 @@ func (r *Registry) gc(ctx context.Context, refs []store.Ref) {
 type PackageView struct {
 	*store.Package
 	Locations map[string][]store.Location
+	// Pending lists, by digest, the backends whose copy the package's rule
+	// asks for and that are not written yet.
+	Pending map[string][]string
 }
 
 // GetPackage returns name@version with its file locations.
@@ -445,7 +506,11 @@ func (r *Registry) GetPackage(ctx context.Context, name, version string) (*Packa
 	if err != nil {
 		return nil, err
 	}
-	return &PackageView{Package: p, Locations: locs}, nil
+	pending, err := r.pendingOf(ctx, ds)
+	if err != nil {
+		return nil, err
+	}
+	return &PackageView{Package: p, Locations: locs, Pending: pending}, nil
 }
 
 // Readable reports, from the registry alone (no backend is asked), whether

@@ -32,8 +32,11 @@ type Options struct {
 	// BytesPerSecond caps deep-verification reads across all runs; 0 means
 	// no cap.
 	BytesPerSecond int64
-	Logger         *slog.Logger
-	Metrics        *Metrics
+	// Limiter, if set, is the budget itself (shared with other readers
+	// such as replication) and BytesPerSecond is ignored.
+	Limiter *rate.Limiter
+	Logger  *slog.Logger
+	Metrics *Metrics
 	// MaxListed bounds the failures and orphans a report lists by digest.
 	MaxListed int
 }
@@ -65,10 +68,21 @@ func New(st *store.Store, bs map[string]backends.Backend, opts Options) *Engine 
 		opts.MaxListed = 1000
 	}
 	e := &Engine{store: st, backends: bs, opts: opts, log: opts.Logger, locks: map[string]*sync.Mutex{}}
-	if opts.BytesPerSecond > 0 {
-		e.limiter = rate.NewLimiter(rate.Limit(opts.BytesPerSecond), chunk)
+	if opts.Limiter != nil {
+		e.limiter = opts.Limiter
+	} else if opts.BytesPerSecond > 0 {
+		e.limiter = NewLimiter(opts.BytesPerSecond)
 	}
 	return e
+}
+
+// NewLimiter returns a byte-rate budget of bytesPerSecond (nil for 0: no
+// cap) with the burst deep checks read in.
+func NewLimiter(bytesPerSecond int64) *rate.Limiter {
+	if bytesPerSecond <= 0 {
+		return nil
+	}
+	return rate.NewLimiter(rate.Limit(bytesPerSecond), chunk)
 }
 
 func (e *Engine) lock(backend, mode string) *sync.Mutex {

@@ -46,10 +46,13 @@ type benchSizes struct {
 	// scaleLocal and scaleS3 are the packages (each with its own object)
 	// of the store-at-scale datasets on local and on Ceph RGW.
 	scaleLocal, scaleS3 int
+	// migrateObjects of migrateSize bytes move per run of the migration row.
+	migrateObjects int
+	migrateSize    int64
 }
 
-var fullSizes = benchSizes{upload: 1 << 30, s3Object: 256 << 20, verifyTotal: 1 << 30, rssUpload: 10 << 30, publishes: 3000, scaleLocal: 1_000_000, scaleS3: 100_000}
-var smokeSizes = benchSizes{upload: 8 << 20, s3Object: 8 << 20, verifyTotal: 16 << 20, rssUpload: 32 << 20, publishes: 100, scaleLocal: 2000, scaleS3: 300}
+var fullSizes = benchSizes{upload: 1 << 30, s3Object: 256 << 20, verifyTotal: 1 << 30, rssUpload: 10 << 30, publishes: 3000, scaleLocal: 1_000_000, scaleS3: 100_000, migrateObjects: 200, migrateSize: 1 << 20}
+var smokeSizes = benchSizes{upload: 8 << 20, s3Object: 8 << 20, verifyTotal: 16 << 20, rssUpload: 32 << 20, publishes: 100, scaleLocal: 2000, scaleS3: 300, migrateObjects: 20, migrateSize: 16 << 10}
 
 // benchRow is one line of the report.
 type benchRow struct {
@@ -295,6 +298,14 @@ func runBenchmarks(t testing.TB, sz benchSizes, rep *benchReport, runs int) {
 			return u, d
 		})
 		senv.stop()
+	}
+
+	// 3b. Storage migration from Ceph RGW to local vs a direct copy
+	// (bench_migrate_test.go).
+	for _, srv := range s3test.Servers(t) {
+		if srv.Name == "ceph" {
+			benchMigrate(t, rep, dir, srv, sz.migrateObjects, sz.migrateSize, runs)
+		}
 	}
 
 	// 4. Verification throughput vs raw sha256 of the same files.
@@ -695,7 +706,7 @@ var benchRowsRequired = []string{
 	"start-up to ready, local", "database bytes per package, local",
 	"/metrics scrape p99, ceph", "/v1/health p99, ceph", "lookup name@version p99, ceph", "list page of 100 by label p99, ceph",
 	"deep verification of small objects, ceph", "quick verification of small objects, ceph", "start-up to ready, ceph",
-	"peak RSS, streaming upload, local",
+	"peak RSS, streaming upload, local", "storage migration, ceph -> local",
 }
 
 // checkReport fails when a required row is missing or a row's ratio is

@@ -66,7 +66,7 @@ func commit() string {
 func NewCLI(env Env) *cli.App {
 	verifyAll, verifyOne := verifyCommands(env)
 	storage := storageCommand(env)
-	storage.Subcommands = append(storage.Subcommands, verifyOne)
+	storage.Subcommands = append(storage.Subcommands, verifyOne, migrateCommand(env))
 	a := &cli.App{
 		Name:                 "artifactstore",
 		Usage:                "a self-hosted, content-addressed artifact store",

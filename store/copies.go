@@ -80,53 +80,91 @@ const (
 // A pending copy of the digest on the target is dropped in every case but
 // the first.
 func (s *Store) RecordCopy(ctx context.Context, rec CopyRecord) (CopyOutcome, error) {
-	var out CopyOutcome
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		out = CopyUnchanged
-		if !packageReferenced(tx, rec.Digest) {
-			return fmt.Errorf("copy of %s to %s: %w", rec.Digest, rec.Target, ErrNotReferenced)
-		}
-		l, err := getLocation(tx, rec.Digest, rec.Target)
-		if err != nil {
-			return err
-		}
-		now := s.now().UTC()
-		status := StatusStored
-		var verifiedAt *time.Time
-		if !rec.VerifiedAt.IsZero() {
-			at := rec.VerifiedAt.UTC()
-			status, verifiedAt = StatusVerified, &at
-		}
-		switch {
-		case l == nil:
-			loc := Location{Digest: rec.Digest, Backend: rec.Target, Size: rec.Size, Status: status, StoredAt: now, LastVerifiedAt: verifiedAt}
-			if err := putLocation(tx, &loc); err != nil {
+	outs, errs, err := s.RecordCopies(ctx, []CopyRecord{rec})
+	if err != nil {
+		return CopyUnchanged, err
+	}
+	return outs[0], errs[0]
+}
+
+// RecordCopies is RecordCopy for many copies in one transaction; errs[i]
+// is rec[i]'s ErrNotReferenced, err a failure of the whole transaction.
+func (s *Store) RecordCopies(ctx context.Context, recs []CopyRecord) (outs []CopyOutcome, errs []error, err error) {
+	err = s.batch(func(tx *bolt.Tx) error {
+		outs, errs = make([]CopyOutcome, len(recs)), make([]error, len(recs))
+		for i, rec := range recs {
+			var err error
+			outs[i], err = s.recordCopy(tx, rec)
+			if errors.Is(err, ErrNotReferenced) {
+				errs[i] = err
+				continue
+			}
+			if err != nil {
 				return err
 			}
-			if err := s.appendEvent(tx, EventLocationCreated, rec.Digest, struct {
-				Location
-				Source string `json:"source,omitempty"`
-				Reason string `json:"reason,omitempty"`
-			}{loc, rec.Source, rec.Reason}); err != nil {
-				return err
-			}
-			out = CopyCreated
-		case l.Failed():
-			ev := RepairEvent{Digest: rec.Digest, Backend: rec.Target, Previous: l.Status, Error: l.LastError, At: now,
-				Repairs: l.Repairs + 1, Source: rec.Source, Target: rec.Target, Reason: rec.Reason}
-			l.Status, l.LastError, l.StoredAt, l.Repairs = status, "", now, l.Repairs+1
-			if verifiedAt != nil {
-				l.LastVerifiedAt = verifiedAt
-			}
-			if err := putLocation(tx, l); err != nil {
-				return err
-			}
-			if err := s.appendEvent(tx, EventLocationRepaired, rec.Digest, ev); err != nil {
-				return err
-			}
-			out = CopyRepaired
 		}
-		return tx.Bucket(bucketPendingCopies).Delete(joinKey(rec.Digest, rec.Target))
+		return nil
+	})
+	return outs, errs, err
+}
+
+func (s *Store) recordCopy(tx *bolt.Tx, rec CopyRecord) (CopyOutcome, error) {
+	if !packageReferenced(tx, rec.Digest) {
+		return CopyUnchanged, fmt.Errorf("copy of %s to %s: %w", rec.Digest, rec.Target, ErrNotReferenced)
+	}
+	l, err := getLocation(tx, rec.Digest, rec.Target)
+	if err != nil {
+		return CopyUnchanged, err
+	}
+	now := s.now().UTC()
+	status := StatusStored
+	var verifiedAt *time.Time
+	if !rec.VerifiedAt.IsZero() {
+		at := rec.VerifiedAt.UTC()
+		status, verifiedAt = StatusVerified, &at
+	}
+	out := CopyUnchanged
+	switch {
+	case l == nil:
+		loc := Location{Digest: rec.Digest, Backend: rec.Target, Size: rec.Size, Status: status, StoredAt: now, LastVerifiedAt: verifiedAt}
+		if err := putLocation(tx, &loc); err != nil {
+			return out, err
+		}
+		if err := s.appendEvent(tx, EventLocationCreated, rec.Digest, struct {
+			Location
+			Source string `json:"source,omitempty"`
+			Reason string `json:"reason,omitempty"`
+		}{loc, rec.Source, rec.Reason}); err != nil {
+			return out, err
+		}
+		out = CopyCreated
+	case l.Failed():
+		ev := RepairEvent{Digest: rec.Digest, Backend: rec.Target, Previous: l.Status, Error: l.LastError, At: now,
+			Repairs: l.Repairs + 1, Source: rec.Source, Target: rec.Target, Reason: rec.Reason}
+		l.Status, l.LastError, l.StoredAt, l.Repairs = status, "", now, l.Repairs+1
+		if verifiedAt != nil {
+			l.LastVerifiedAt = verifiedAt
+		}
+		if err := putLocation(tx, l); err != nil {
+			return out, err
+		}
+		if err := s.appendEvent(tx, EventLocationRepaired, rec.Digest, ev); err != nil {
+			return out, err
+		}
+		out = CopyRepaired
+	}
+	return out, tx.Bucket(bucketPendingCopies).Delete(joinKey(rec.Digest, rec.Target))
+}
+
+// ReferencedAll reports, for each digest, whether a committed package
+// references it.
+func (s *Store) ReferencedAll(ctx context.Context, digests []string) (map[string]bool, error) {
+	out := make(map[string]bool, len(digests))
+	err := s.db.View(func(tx *bolt.Tx) error {
+		for _, d := range digests {
+			out[d] = packageReferenced(tx, d)
+		}
+		return nil
 	})
 	return out, err
 }
@@ -165,8 +203,32 @@ func (s *Store) AddPendingCopies(ctx context.Context, ps []PendingCopy) error {
 // DropPendingCopy forgets a pending copy (its content is gone, or its
 // target backend is no longer configured).
 func (s *Store) DropPendingCopy(ctx context.Context, digest, backend string) error {
+	return s.DropPendingCopies(ctx, []Ref{{Backend: backend, Digest: digest}})
+}
+
+// DropPendingCopies forgets pending copies (refs whose target holds a
+// usable copy already); it writes only when one of them is recorded.
+func (s *Store) DropPendingCopies(ctx context.Context, refs []Ref) error {
+	found := false
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketPendingCopies)
+		for _, r := range refs {
+			if b.Get(joinKey(r.Digest, r.Backend)) != nil {
+				found = true
+			}
+		}
+		return nil
+	}); err != nil || !found {
+		return err
+	}
 	return s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketPendingCopies).Delete(joinKey(digest, backend))
+		b := tx.Bucket(bucketPendingCopies)
+		for _, r := range refs {
+			if err := b.Delete(joinKey(r.Digest, r.Backend)); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 

@@ -796,7 +796,7 @@ func checkPackageRefs(tx *bolt.Tx, add func(kind, subject, format string, args .
 // written, on the source and the target backend. Leases survive a crash:
 // the holder releases them when it finishes, gives up or resumes.
 func (s *Store) HoldLeases(ctx context.Context, holder string, refs []Ref) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketUploadRefs)
 		for _, r := range refs {
 			if err := b.Put(joinKey(r.Backend, r.Digest, holder), nil); err != nil {
@@ -809,7 +809,7 @@ func (s *Store) HoldLeases(ctx context.Context, holder string, refs []Ref) error
 
 // ReleaseLeases drops the leases holder took on refs.
 func (s *Store) ReleaseLeases(ctx context.Context, holder string, refs []Ref) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketUploadRefs)
 		for _, r := range refs {
 			if err := b.Delete(joinKey(r.Backend, r.Digest, holder)); err != nil {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -198,21 +199,32 @@ func (r *Registry) writeCopies(ctx context.Context, sess *store.Session) (copies
 // them), as opposed to the target's.
 var errSource = errors.New("copy source")
 
-// copyObject copies d from src to dst: every byte is read through a digest
-// check (a source that does not match fails with errSource and
-// digest.ErrMismatch, and dst keeps nothing), written with Replace (so a
-// corrupt object at the target is rewritten too), and with reverify the
-// copy is read back and hashed. lim, if set, paces reads and writes alike.
+// copyObject copies d from src to dst with Replace, which checks every
+// byte against the digest before the object becomes visible (a source
+// that does not match fails with errSource and digest.ErrMismatch, and
+// dst keeps what it had), so a corrupt object at the target is rewritten
+// too; with reverify the copy is then read back and hashed. lim, if set,
+// paces the bytes read.
 func (r *Registry) copyObject(ctx context.Context, src, dst backends.Backend, d digest.Digest, size int64, lim *rate.Limiter, reverify bool) error {
-	rc, err := src.Open(ctx, d, 0, size)
+	// The whole object, not a range of the recorded size: a storage
+	// service serves a plain read at least as fast, and Replace checks
+	// the size anyway.
+	rc, err := src.Open(ctx, d, 0, -1)
 	if err != nil {
 		return fmt.Errorf("%w %s: %w", errSource, src.ID(), err)
 	}
-	body := &sourceReader{r: digest.NewVerifier(paced(ctx, rc, lim), d, size)}
+	// The target's Replace is the digest-checking reader: by the SPI's
+	// contract the object becomes visible only if the bytes hash to d, so
+	// a second hash of the same stream here would only cost CPU. A
+	// mismatch it reports is the source's (those are the bytes it read).
+	body := &sourceReader{r: paced(ctx, rc, lim)}
 	err = dst.Replace(ctx, d, size, body)
 	rc.Close()
 	if body.err != nil {
 		return fmt.Errorf("%w %s: %w", errSource, src.ID(), body.err)
+	}
+	if errors.Is(err, backends.ErrDigestMismatch) || errors.Is(err, backends.ErrSizeMismatch) {
+		return fmt.Errorf("%w %s: %w", errSource, src.ID(), err)
 	}
 	if err != nil {
 		return err
@@ -318,107 +330,228 @@ type CopyResult struct {
 // A source whose bytes do not match is recorded as a mismatch (as a read
 // would) and the next one is tried.
 func (r *Registry) CopyContent(ctx context.Context, d digest.Digest, target string, o CopyOptions) (*CopyResult, error) {
-	ds := d.String()
-	res := &CopyResult{Digest: ds, Target: target}
-	dst, ok := r.backends[target]
-	if !ok {
-		return res, fmt.Errorf("%w %q", ErrUnknownBackend, target)
+	res := r.CopyMany(ctx, []CopyItem{{Digest: d, Target: target}}, o, 1)
+	return &res[0].CopyResult, res[0].Err
+}
+
+// CopyItem is one content to copy to Target.
+type CopyItem struct {
+	Digest digest.Digest
+	Target string
+}
+
+// CopyManyResult is the outcome of one CopyItem.
+type CopyManyResult struct {
+	CopyResult
+	Err error
+}
+
+// CopyMany is CopyContent for many items, concurrency of them at once,
+// with the database work batched: one read to find sources, one
+// transaction for the leases of all sources and targets, one to record
+// every copy, one to release the leases. Items may repeat a digest with
+// different targets.
+func (r *Registry) CopyMany(ctx context.Context, items []CopyItem, o CopyOptions, concurrency int) []CopyManyResult {
+	out := make([]CopyManyResult, len(items))
+	var ds []string
+	for i, it := range items {
+		out[i].Digest, out[i].Target = it.Digest.String(), it.Target
+		ds = append(ds, it.Digest.String())
 	}
-	if cur, err := r.store.GetLocation(ctx, ds, target); err != nil {
-		return res, err
-	} else if cur != nil && !cur.Failed() {
-		return res, r.store.DropPendingCopy(ctx, ds, target)
-	}
-	// Without a candidate source there is nothing to lease or write.
-	locs, err := r.store.Locations(ctx, ds)
-	if err != nil {
-		return res, err
-	}
-	if !slices.ContainsFunc(locs, func(l store.Location) bool { return r.canSource(l, target, o) }) {
-		return res, fmt.Errorf("%s to %s: %w", ds, target, ErrNoSource)
-	}
-	if err := r.checkBackend(ctx, target); err != nil {
-		return res, err
-	}
-	holder := newHolder()
-	var leased []store.Ref
-	lease := func(backend string) error {
-		ref := store.Ref{Backend: backend, Digest: ds}
-		unlock := r.lockKeys(backend, []string{ds})
-		defer unlock()
-		if err := r.store.HoldLeases(ctx, holder, []store.Ref{ref}); err != nil {
-			return err
+	fail := func(err error) []CopyManyResult {
+		for i := range out {
+			if out[i].Err == nil {
+				out[i].Err = err
+			}
 		}
-		leased = append(leased, ref)
-		return nil
+		return out
+	}
+	locs, err := r.store.LocationsOf(ctx, ds)
+	if err != nil {
+		return fail(err)
+	}
+	// What to do for each item, before any write.
+	todo := make([]bool, len(items))
+	var refs, stale []store.Ref
+	for i, it := range items {
+		ds := it.Digest.String()
+		if _, ok := r.backends[it.Target]; !ok {
+			out[i].Err = fmt.Errorf("%w %q", ErrUnknownBackend, it.Target)
+			continue
+		}
+		var cur *store.Location
+		sources := 0
+		for _, l := range locs[ds] {
+			if l.Backend == it.Target {
+				cur = &l
+			} else if r.canSource(l, it.Target, o) {
+				sources++
+				refs = append(refs, store.Ref{Backend: l.Backend, Digest: ds})
+			}
+		}
+		switch {
+		case cur != nil && !cur.Failed():
+			// Nothing to do; a pending copy of it is stale.
+			stale = append(stale, store.Ref{Backend: it.Target, Digest: ds})
+		case sources == 0:
+			out[i].Err = fmt.Errorf("%s to %s: %w", ds, it.Target, ErrNoSource)
+		default:
+			if err := r.checkBackend(ctx, it.Target); err != nil {
+				out[i].Err = err
+				continue
+			}
+			todo[i] = true
+			refs = append(refs, store.Ref{Backend: it.Target, Digest: ds})
+		}
+	}
+	if len(stale) > 0 {
+		if err := r.store.DropPendingCopies(ctx, stale); err != nil {
+			return fail(err)
+		}
+	}
+	if !slices.Contains(todo, true) {
+		return out
+	}
+	// Lease every source and target under their key locks: from now on gc
+	// neither removes their locations nor deletes their objects.
+	holder := newHolder()
+	slices.SortFunc(refs, func(a, b store.Ref) int { return strings.Compare(a.Backend+"\x00"+a.Digest, b.Backend+"\x00"+b.Digest) })
+	refs = slices.Compact(refs)
+	unlock := r.lockRefs(refs)
+	err = r.store.HoldLeases(ctx, holder, refs)
+	unlock()
+	if err != nil {
+		return fail(err)
 	}
 	defer func() {
-		if err := r.store.ReleaseLeases(context.WithoutCancel(ctx), holder, leased); err != nil {
+		if err := r.store.ReleaseLeases(context.WithoutCancel(ctx), holder, refs); err != nil {
 			logctx.From(ctx, r.log).Warn("releasing copy leases failed", "err", err)
 		}
 	}()
-	if err := lease(target); err != nil {
-		return res, err
+	referenced, err := r.store.ReferencedAll(ctx, ds)
+	if err != nil {
+		return fail(err)
 	}
-	// Under the leases gc can no longer remove a location of d on these
-	// backends; whatever is recorded now stays until we are done.
-	if ok, err := r.store.Referenced(ctx, ds); err != nil {
-		return res, err
-	} else if !ok {
-		return res, fmt.Errorf("%s: %w", ds, store.ErrNotReferenced)
+	if locs, err = r.store.LocationsOf(ctx, ds); err != nil {
+		return fail(err)
 	}
-	if locs, err = r.store.Locations(ctx, ds); err != nil {
-		return res, err
+	hadTarget := make([]bool, len(items))
+	var recs []store.CopyRecord
+	var recIdx []int
+	var mu sync.Mutex
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range max(concurrency, 1) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				rec, had, err := r.copyOne(ctx, items[i], locs[items[i].Digest.String()], o)
+				mu.Lock()
+				hadTarget[i] = had
+				if err != nil {
+					out[i].Err = err
+				} else {
+					out[i].Source, out[i].Bytes = rec.Source, rec.Size
+					recs, recIdx = append(recs, rec), append(recIdx, i)
+				}
+				mu.Unlock()
+			}
+		}()
 	}
+	for i := range items {
+		if !todo[i] {
+			continue
+		}
+		if !referenced[items[i].Digest.String()] {
+			out[i].Err = fmt.Errorf("%s: %w", items[i].Digest, store.ErrNotReferenced)
+			continue
+		}
+		if ctx.Err() != nil {
+			out[i].Err = ctx.Err()
+			continue
+		}
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	if len(recs) == 0 {
+		return out
+	}
+	outs, errs, err := r.store.RecordCopies(context.WithoutCancel(ctx), recs)
+	var garbage []store.Ref
+	for j, i := range recIdx {
+		switch {
+		case err != nil:
+			out[i].Err = err
+		case errs[j] != nil:
+			out[i].Err = errs[j]
+			if !hadTarget[i] {
+				garbage = append(garbage, store.Ref{Backend: items[i].Target, Digest: items[i].Digest.String()})
+			}
+		default:
+			out[i].Outcome = outs[j]
+		}
+	}
+	if len(garbage) > 0 {
+		// Not recorded: remove what we wrote once our leases are gone.
+		defer r.gc(context.WithoutCancel(ctx), garbage)
+	}
+	return out
+}
+
+// copyOne copies one item from the best of locs that may be its source
+// (leased by the caller), trying the next on failure.
+func (r *Registry) copyOne(ctx context.Context, it CopyItem, locs []store.Location, o CopyOptions) (store.CopyRecord, bool, error) {
+	ds := it.Digest.String()
 	orderForRead(locs)
-	var before *store.Location
+	had := slices.ContainsFunc(locs, func(l store.Location) bool { return l.Backend == it.Target })
+	dst := r.backends[it.Target]
 	var errs []error
 	for _, l := range locs {
-		if l.Backend == target {
-			before = &l
+		if !r.canSource(l, it.Target, o) {
 			continue
 		}
-		if !r.canSource(l, target, o) {
-			continue
-		}
-		src := r.backends[l.Backend]
-		if err := lease(l.Backend); err != nil {
-			return res, err
-		}
-		// The lease came after the listing: make sure the location is
-		// still there and still good.
-		if cur, err := r.store.GetLocation(ctx, ds, l.Backend); err != nil {
-			return res, err
-		} else if cur == nil || !r.canSource(*cur, target, o) {
-			continue
-		}
-		err := r.copyObject(ctx, src, dst, d, l.Size, o.Limiter, o.Verify)
+		err := r.copyObject(ctx, r.backends[l.Backend], dst, it.Digest, l.Size, o.Limiter, o.Verify)
 		if err != nil {
 			if ctx.Err() != nil {
-				return res, ctx.Err()
+				return store.CopyRecord{}, had, ctx.Err()
 			}
 			if errors.Is(err, errSource) && (errors.Is(err, digest.ErrMismatch) || errors.Is(err, digest.ErrSizeMismatch)) {
 				r.recordReadMismatch(ctx, l, err)
 			}
-			errs = append(errs, &BackendError{Backend: l.Backend + " -> " + target, Err: err})
+			errs = append(errs, &BackendError{Backend: l.Backend + " -> " + it.Target, Err: err})
 			continue
 		}
-		res.Source, res.Bytes = l.Backend, l.Size
-		rec := store.CopyRecord{Digest: ds, Size: l.Size, Source: l.Backend, Target: target, Reason: o.Reason}
+		rec := store.CopyRecord{Digest: ds, Size: l.Size, Source: l.Backend, Target: it.Target, Reason: o.Reason}
 		if o.Verify {
 			rec.VerifiedAt = time.Now().UTC()
 		}
-		res.Outcome, err = r.store.RecordCopy(context.WithoutCancel(ctx), rec)
-		if errors.Is(err, store.ErrNotReferenced) && before == nil {
-			// Not recorded: remove what we wrote once our leases are gone.
-			defer r.gc(context.WithoutCancel(ctx), []store.Ref{{Backend: target, Digest: ds}})
-		}
-		return res, err
+		return rec, had, nil
 	}
 	if len(errs) > 0 {
-		return res, errors.Join(errs...)
+		return store.CopyRecord{}, had, errors.Join(errs...)
 	}
-	return res, fmt.Errorf("%s to %s: %w", ds, target, ErrNoSource)
+	return store.CopyRecord{}, had, fmt.Errorf("%s to %s: %w", ds, it.Target, ErrNoSource)
+}
+
+// lockRefs takes the key locks of objects on several backends in one
+// fixed order and returns the function that releases them.
+func (r *Registry) lockRefs(refs []store.Ref) func() {
+	var stripes []int
+	for _, ref := range refs {
+		stripes = append(stripes, r.stripe(ref.Backend, ref.Digest))
+	}
+	sort.Ints(stripes)
+	stripes = slices.Compact(stripes)
+	for _, i := range stripes {
+		r.locks[i].Lock()
+	}
+	return func() {
+		for _, i := range stripes {
+			r.locks[i].Unlock()
+		}
+	}
 }
 
 // canSource reports whether l may be the source of a copy to target.
@@ -465,4 +598,131 @@ func (r *Registry) pendingOf(ctx context.Context, ds []string) (map[string][]str
 		slices.Sort(out[d])
 	}
 	return out, err
+}
+
+// RouteOf returns the route the rules give a package now.
+func (r *Registry) RouteOf(producer, retentionClass string) Route {
+	return r.router.Route(producer, retentionClass)
+}
+
+// DropCopy removes the copy of d on backend (location and object) if
+// another usable copy remains (on keep, when not empty) and no upload
+// counts on this one (store.RemoveCopy; otherwise store.ErrLastCopy or
+// store.ErrCopyInUse, and nothing changes). It returns the bytes freed
+// (0: there was no such copy).
+func (r *Registry) DropCopy(ctx context.Context, d digest.Digest, backend, keep, runID string) (int64, error) {
+	res := r.DropMany(ctx, []store.Ref{{Backend: backend, Digest: d.String()}}, keep, runID, 1)
+	return res[0].Bytes, res[0].Err
+}
+
+// DropResult is the outcome of one DropMany ref.
+type DropResult struct {
+	Bytes int64
+	Err   error
+}
+
+// DropMany is DropCopy for many refs: the key locks of all of them are
+// held from the one transaction that removes their locations (with delete
+// intents) until their objects are deleted (concurrency at once), as
+// garbage collection deletes, so no upload can start counting on an
+// object in between; then one transaction drops the intents.
+func (r *Registry) DropMany(ctx context.Context, refs []store.Ref, keep, runID string, concurrency int) []DropResult {
+	out := make([]DropResult, len(refs))
+	for i, ref := range refs {
+		if _, ok := r.backends[ref.Backend]; !ok {
+			out[i].Err = fmt.Errorf("%w %q", ErrUnknownBackend, ref.Backend)
+		}
+	}
+	unlock := r.lockRefs(refs)
+	defer unlock()
+	removed, errs, err := r.store.RemoveCopies(ctx, refs, keep, runID)
+	if err != nil {
+		for i := range out {
+			out[i].Err = err
+		}
+		return out
+	}
+	var done []store.Ref
+	var mu sync.Mutex
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range max(concurrency, 1) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				d, _ := digest.Parse(refs[i].Digest)
+				err := r.backends[refs[i].Backend].Delete(ctx, d)
+				mu.Lock()
+				if err != nil {
+					out[i].Err = &BackendError{Backend: refs[i].Backend, Err: err}
+				} else {
+					out[i].Bytes = removed[i].Size
+					done = append(done, refs[i])
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := range refs {
+		if out[i].Err != nil {
+			continue
+		}
+		if errs[i] != nil {
+			out[i].Err = errs[i]
+			continue
+		}
+		if removed[i] != nil {
+			work <- i
+		}
+	}
+	close(work)
+	wg.Wait()
+	if len(done) > 0 {
+		// A failed delete keeps its intent: the next gc or run finishes it.
+		if err := r.store.DropIntents(context.WithoutCancel(ctx), done); err != nil {
+			logctx.From(ctx, r.log).Warn("dropping delete intents failed; gc finishes them", "err", err)
+		}
+	}
+	return out
+}
+
+// FinishIntents deletes the objects of delete intents a run left (a
+// crash between RemoveCopy and the delete), as garbage collection would.
+func (r *Registry) FinishIntents(ctx context.Context, runID string) error {
+	ins, err := r.store.PendingIntents(ctx)
+	if err != nil {
+		return err
+	}
+	for _, in := range ins {
+		b, ok := r.backends[in.Backend]
+		d, perr := digest.Parse(in.Digest)
+		if in.RunID != runID || !ok || perr != nil {
+			continue
+		}
+		unlock := r.lockKeys(in.Backend, []string{in.Digest})
+		err := r.deleteIntent(ctx, b, d)
+		unlock()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteIntent deletes an object whose location was removed with an
+// intent, unless it is wanted again, then drops the intent. The caller
+// holds the object's key lock.
+func (r *Registry) deleteIntent(ctx context.Context, b backends.Backend, d digest.Digest) error {
+	ref := store.Ref{Backend: b.ID(), Digest: d.String()}
+	wanted, err := r.store.IntentWanted(ctx, ref)
+	if err != nil {
+		return err
+	}
+	if wanted {
+		if err := b.Delete(ctx, d); err != nil {
+			return &BackendError{Backend: b.ID(), Err: err}
+		}
+	}
+	return r.store.DropIntents(context.WithoutCancel(ctx), []store.Ref{ref})
 }

@@ -38,6 +38,9 @@ type Options struct {
 	// MaxPerPass bounds the pending copies and failed locations one pass
 	// looks at. 0 means 10,000.
 	MaxPerPass int
+	// MigrationPage is how many packages a migration takes at a time
+	// (its cursor is saved after each). 0 means 500.
+	MigrationPage int
 }
 
 // Manager runs passes over pending copies and failed locations. Safe for
@@ -48,9 +51,10 @@ type Manager struct {
 	opts  Options
 	log   *slog.Logger
 
-	pass sync.Mutex // one pass at a time
-	mu   sync.Mutex
-	wait map[string]retry // digest \x00 backend -> when to try again
+	pass      sync.Mutex // one pass at a time
+	migrating sync.Mutex // one migration at a time
+	mu        sync.Mutex
+	wait      map[string]retry // digest \x00 backend -> when to try again
 }
 
 type retry struct {
@@ -69,6 +73,9 @@ func New(reg *registry.Registry, opts Options) *Manager {
 	}
 	if opts.MaxPerPass <= 0 {
 		opts.MaxPerPass = 10000
+	}
+	if opts.MigrationPage <= 0 {
+		opts.MigrationPage = defaultMigrationPage
 	}
 	return &Manager{reg: reg, store: reg.Store(), opts: opts, log: opts.Logger, wait: map[string]retry{}}
 }

@@ -82,8 +82,6 @@ type packagesData struct {
 	Filtered                      bool
 	Rows                          []pkgRow
 	Next                          string
-	Truncated                     bool
-	Scanned                       int
 	Error                         string
 	Cursor                        string
 }
@@ -159,7 +157,7 @@ func (u *UI) packagesPage(w http.ResponseWriter, r *http.Request, v *viewer) {
 		d.Rows = append(d.Rows, pkgRow{Name: n.Name, Latest: n.Latest, Match: n.Match, Versions: n.Versions,
 			Size: totalSize(n.Latest), Copies: countCopies(files, locs)})
 	}
-	d.Next, d.Truncated, d.Scanned = res.Next, res.Truncated, res.Scanned
+	d.Next = res.Next
 	u.render(w, r, v, http.StatusOK, "packages", "Packages", d)
 }
 

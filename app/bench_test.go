@@ -225,8 +225,8 @@ func benchUploadDownload(t testing.TB, rep *benchReport, env *testEnv, label str
 		row("upload, local", "HTTP receive + sha256 + write + fsync, one after another", ours, base, 1.10)
 		row("download, local", "http.ServeContent of the same file", oursDown, baseDown, 0.90)
 	} else {
-		row("upload, "+label, "direct minio-go PutObject", ours, base, 0.90)
-		row("download, "+label, "direct minio-go GetObject read through a 1 MiB buffer", oursDown, baseDown, 0.90)
+		row("upload, "+label, "direct S3 client PutObject", ours, base, 0.90)
+		row("download, "+label, "direct S3 client GetObject read through a 1 MiB buffer", oursDown, baseDown, 0.90)
 	}
 }
 
@@ -516,7 +516,7 @@ func benchPublishRate(t testing.TB, rep *benchReport, env *testEnv, total int) {
 	}
 }
 
-// inUsePerPackage is the bytes of keys and values in use in every bucket,
+// inUsePerPackage is the bytes of keys and values in use in every bbolt bucket,
 // per package: the floor of any page layout.
 func inUsePerPackage(t testing.TB, st *store.Store, pkgs int) float64 {
 	var inuse int

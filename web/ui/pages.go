@@ -541,12 +541,17 @@ func (u *UI) healthPage(w http.ResponseWriter, r *http.Request, v *viewer) {
 
 // Events page.
 
+// eventTypes are the types the filter offers: the store's own events,
+// including integrity (failed, verified, repaired locations) and runs.
 var eventTypes = []string{
 	store.EventPackageCreated,
 	store.EventPackageDeleted,
 	store.EventLocationCreated,
-	"v1.storage.location_verified",
-	"v1.storage.location_failed",
+	store.EventLocationVerified,
+	store.EventLocationFailed,
+	store.EventLocationRepaired,
+	store.EventLocationDeleted,
+	store.EventVerificationRunCompleted,
 }
 
 type eventRow struct {

@@ -85,6 +85,9 @@ func TestUIIntegrityStates(t *testing.T) {
 	if !strings.Contains(h, `title="`+badSHA+`"`) || !strings.Contains(h, `<a href="/ui/packages/integ/1.0">integ@1.0</a>`) || !strings.Contains(h, "1 in all") {
 		t.Fatalf("health page does not list the failed location with its package:\n%s", h)
 	}
+	if !strings.Contains(h, "Failed locations are never served; republish the packages holding their content") || strings.Contains(h, "<h2>action</h2>") {
+		t.Fatalf("health page does not give the document's advice as a sentence:\n%s", h)
+	}
 	if ev := page("/ui/events?type=" + store.EventLocationFailed); !strings.Contains(ev, `<tr class="row-bad">`) || !strings.Contains(ev, `title="`+badSHA+`"`) {
 		t.Fatalf("failed event not shown as bad:\n%s", ev)
 	}

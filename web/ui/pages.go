@@ -489,7 +489,9 @@ type healthData struct {
 	Backends    []backendHealth
 	Failed      []failedRow
 	FailedTotal int
-	Extra       []extraSection
+	// Action is the document's advice when locations failed.
+	Action string
+	Extra  []extraSection
 }
 
 func (u *UI) healthPage(w http.ResponseWriter, r *http.Request, v *viewer) {
@@ -505,7 +507,7 @@ func (u *UI) healthPage(w http.ResponseWriter, r *http.Request, v *viewer) {
 	}
 	var d healthData
 	var failed []store.Location
-	known := map[string]any{"status": &d.Status, "backends": &d.Backends, "failed_locations": &failed, "failed_total": &d.FailedTotal}
+	known := map[string]any{"status": &d.Status, "backends": &d.Backends, "failed_locations": &failed, "failed_total": &d.FailedTotal, "action": &d.Action}
 	var extraKeys []string
 	for k, val := range doc {
 		if dst, ok := known[k]; ok {

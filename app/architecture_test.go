@@ -56,7 +56,7 @@ var otherSenses = []*regexp.Regexp{
 	regexp.MustCompile(`\b\w*Buckets\(|\bBuckets:|histogram buckets`),
 	// The S3 config keys and fields themselves, wherever a config is
 	// written or named: the config that feeds the backend.
-	regexp.MustCompile(`\b(multipart_threshold_bytes|multipart_chunk_bytes|bucket_lookup)\b|\bMultipart(Threshold|Chunk)Bytes\b|^\s*(bucket|region):|\bbackends\.[\w-]+\.(bucket|region)\b`),
+	regexp.MustCompile(`\b(multipart_threshold_bytes|multipart_chunk_bytes|bucket_lookup)\b|\bMultipart(Threshold|Chunk)Bytes\b|(^|\\n)\s*(bucket|region): |\bbackends\.[\w-]+\.(bucket|region)\b`),
 }
 
 // storeOwnsBbolt: in store/ "bucket" is bbolt's word for its tables
@@ -183,6 +183,8 @@ func TestS3VocabularyCheck(t *testing.T) {
 		{"web/x.go", "tx.Bucket(k)\ntx.CreateBucketIfNotExists(k)\n// the bbolt bucket\n", 0},
 		{"web/x.go", "Buckets: prometheus.ExponentialBuckets(1, 2, 3),\n", 0},
 		{"app/x_test.go", "cfg := `\n    bucket: artifacts\n    multipart_chunk_bytes: 5MiB\n`\n", 0},
+		{"app/x_test.go", "const s = \"  s:\\n    type: s3\\n    bucket: some-name\\n\"\n", 0},
+		{"app/x_test.go", "// the bucket: gone\n", 1},
 		{"store/x.go", "// the packages bucket\nb := tx.Bucket(bucketPackages)\n", 0},
 		{"store/x.go", "// the S3 multipart upload\n", 1},
 		{"docs/OPERATOR.md", "## 4. The config file: a Ceph RGW example\nbucket: a\n### S3 keys and their rules\nregion\n## 6. Next\nthe bucket\n", 1},

@@ -119,3 +119,7 @@ func orAny(s string) string {
 	}
 	return s
 }
+
+// writeJSONOut is cliout.JSON, kept for callers on branches written before
+// it moved; new code calls cliout.JSON.
+var writeJSONOut = cliout.JSON

@@ -18,6 +18,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
 
+	"artifactstore/internal/cliout"
 	"artifactstore/internal/replication"
 	"artifactstore/internal/verify"
 	"artifactstore/store"
@@ -179,7 +180,7 @@ func runVerify(c *cli.Context, env Env, ids []string) error {
 		if repair != nil {
 			out["repair"] = repair
 		}
-		writeJSONOut(env.Stdout, out)
+		cliout.JSON(env.Stdout, out)
 	}
 	if failed {
 		return cli.Exit("", exitFailures)

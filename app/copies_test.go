@@ -163,16 +163,20 @@ func TestSelfHealBetweenLocalAndRGW(t *testing.T) {
 	if code, out, _ := runCLI(t, "verify", "--config", cfg); code != 0 {
 		t.Fatalf("deep verify after the repairs: exit %d\n%s", code, out)
 	}
-	m := scrape(t, env)
-	for _, want := range []string{
-		`artifactstore_location_repairs_total{source="rgw",target="local"} 1`,
-		`artifactstore_location_repairs_total{source="local",target="rgw"} 1`,
-		`artifactstore_under_replicated_copies 0`,
-	} {
-		if !strings.Contains(m, want) {
-			t.Errorf("metrics lack %s:\n%s", want, grepLines(m, "artifactstore_location_repairs")+"\n"+grepLines(m, "artifactstore_under"))
+	// The counters move just after the repairs are recorded.
+	copiesWait(t, 10*time.Second, "the repairs counted", func() (bool, string) {
+		m := scrape(t, env)
+		for _, want := range []string{
+			`artifactstore_location_repairs_total{source="rgw",target="local"} 1`,
+			`artifactstore_location_repairs_total{source="local",target="rgw"} 1`,
+			`artifactstore_under_replicated_copies 0`,
+		} {
+			if !strings.Contains(m, want) {
+				return false, "no " + want + " in\n" + grepLines(m, "artifactstore_location_repairs") + "\n" + grepLines(m, "artifactstore_under")
+			}
 		}
-	}
+		return true, ""
+	})
 	assertConsistent(t, env.svc)
 }
 
@@ -360,8 +364,10 @@ func TestUnderReplicatedCompletedAfterOutage(t *testing.T) {
 			t.Errorf("rgw copy of %s: %+v, want verified", d, l)
 		}
 	}
-	if m := scrape(t, env); !strings.Contains(m, `artifactstore_copies_written_total{kind="pending",target="rgw"} 5`) {
-		t.Errorf("metric: %s", grepLines(m, "artifactstore_copies_written"))
-	}
+	// The counter moves just after the copies are recorded.
+	copiesWait(t, 10*time.Second, "the copies counted", func() (bool, string) {
+		m := scrape(t, env)
+		return strings.Contains(m, `artifactstore_copies_written_total{kind="pending",target="rgw"} 5`), grepLines(m, "artifactstore_copies_written")
+	})
 	assertConsistent(t, env.svc)
 }

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 
@@ -79,11 +80,11 @@ func drKey(i int) string {
 	return m.Name + "@" + m.Version
 }
 
-// publishRange publishes packages [from, to) with 8 concurrent clients.
+// publishRange publishes packages [from, to) with 16 concurrent clients.
 func publishRange(t *testing.T, c *client.Client, from, to int) {
 	t.Helper()
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
+	sem := make(chan struct{}, 16)
 	for i := from; i < to; i++ {
 		wg.Add(1)
 		sem <- struct{}{}
@@ -117,40 +118,43 @@ func livePackages(t *testing.T, st *store.Store) []string {
 	}
 }
 
-// TestRecoverFromRGWWithSnapshot: 500 packages, a snapshot into RGW, 100
-// more, 20 deleted (half from before the snapshot), the data directory
-// removed: recover --from-backend rgw brings back exactly the live
-// packages, each fetching byte-exact through verified reads, the deleted
-// ones stay deleted, a token from the snapshot works, and the packages
-// after the snapshot have v1.package.recovered events.
-func TestRecoverFromRGWWithSnapshot(t *testing.T) { runRecoverScenario(t, true) }
-
-// TestRecoverFromRecordsAlone: the same without any snapshot: everything
-// comes back from the manifest records.
-func TestRecoverFromRecordsAlone(t *testing.T) { runRecoverScenario(t, false) }
-
-func runRecoverScenario(t *testing.T, withSnapshot bool) {
+// TestRecoverFromRGW: 500 packages (shared content, labels, on a local
+// backend and RGW), a snapshot into RGW, 100 more, 20 deleted (half from
+// before the snapshot), the data directory removed. "with snapshot":
+// recover --from-backend rgw brings back exactly the live packages, each
+// fetching byte-exact through verified reads and passing a deep
+// verification, the deleted ones stay deleted, a token from the snapshot
+// works, and the packages after the snapshot have v1.package.recovered
+// events. "records alone": the data directory is lost again and the
+// snapshots are gone too: the same packages come back from the manifest
+// records alone.
+func TestRecoverFromRGW(t *testing.T) {
 	srv := cephServer(t)
 	dir := t.TempDir()
 	cfg := drConfig(t, dir, srv.NewBucket(t), "")
 	env := startServiceFile(t, cfg, nil)
+	start := time.Now()
+	lap := func(what string) {
+		t.Logf("%s: %s", what, time.Since(start).Round(time.Millisecond))
+		start = time.Now()
+	}
 	publishRange(t, env.c, 0, 500)
+	lap("500 packages published")
 	reader, _, err := env.svc.Store.CreateToken(ctxT(t), "reader", store.ScopeRead, nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if withSnapshot {
-		code, out, errOut := runCLI(t, "backup", "--config", cfg, "--to-backend", "rgw")
-		if code != 0 || !strings.Contains(out, "read back and verified") {
-			t.Fatalf("backup --to-backend rgw: exit %d\n%s\n%s", code, out, errOut)
-		}
+	code, out, errOut := runCLI(t, "backup", "--config", cfg, "--to-backend", "rgw")
+	if code != 0 || !strings.Contains(out, "read back and verified") {
+		t.Fatalf("backup --to-backend rgw: exit %d\n%s\n%s", code, out, errOut)
 	}
 	publishRange(t, env.c, 500, 600)
+	lap("snapshot and 100 more published")
 	deleted := map[string]bool{}
 	for j := 0; j < 20; j++ {
-		i := j * 29 // 0..551: ten before the snapshot, ten after
+		i := j * 29 // 0..261: ten before the snapshot
 		if j >= 10 {
-			i = 500 + (j-10)*9
+			i = 500 + (j-10)*9 // ten after
 		}
 		m, _ := drPackage(i)
 		if _, err := env.c.Delete(ctxT(t), m.Name, m.Version, "disaster recovery test"); err != nil {
@@ -169,7 +173,57 @@ func runRecoverScenario(t *testing.T, withSnapshot bool) {
 		t.Fatalf("before the disaster the store has %d packages, want %d", len(got), len(live))
 	}
 	env.stop()
+	lap("20 deleted, records written, service stopped")
 
+	t.Run("with snapshot", func(t *testing.T) {
+		env := recoverAndCheck(t, dir, cfg, live, deleted,
+			"490 packages from the snapshot, 90 recovered from manifest records, 10 deleted since the snapshot", 90, "")
+		lap("recovered from the snapshot and the records, all checked")
+		rc := client.New(env.url)
+		rc.Token = reader
+		m, files := drPackage(1)
+		resp, body := get(t, rc, client.FilePath(m.Name, m.Version, "own.txt"), nil)
+		if resp.StatusCode != 200 || !bytes.Equal(body, files["own.txt"]) {
+			t.Fatalf("the read token from the snapshot: status %d", resp.StatusCode)
+		}
+		env.stop()
+	})
+	t.Run("records alone", func(t *testing.T) {
+		bs, err := buildBackends(t.Context(), mustLoad(t, cfg), slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs, _ := backends.AsRecordStore(bs["rgw"])
+		snaps, err := recovery.ListSnapshots(t.Context(), "rgw", rs)
+		if err != nil || len(snaps) != 1 {
+			t.Fatalf("snapshots: %v, %v", snaps, err)
+		}
+		if err := rs.DeleteRecord(t.Context(), snaps[0].Name); err != nil {
+			t.Fatal(err)
+		}
+		env := recoverAndCheck(t, dir, cfg, live, deleted,
+			"0 packages from the snapshot, 580 recovered from manifest records, 0 deleted since the snapshot", 580, "no usable snapshot")
+		lap("recovered from the records alone, all checked")
+		env.stop()
+	})
+}
+
+func mustLoad(t *testing.T, file string) *Config {
+	t.Helper()
+	c, err := LoadConfig(LoadOptions{File: file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// recoverAndCheck removes the data directory, runs recover --from-backend
+// rgw, starts the service and checks that exactly the live packages are
+// back, each file fetched byte-exact (a full read is hashed), the deleted
+// ones absent, a deep verification and db check pass, and there are
+// wantRecovered v1.package.recovered events.
+func recoverAndCheck(t *testing.T, dir, cfg string, live []string, deleted map[string]bool, wantLine string, wantRecovered int, wantSays string) *testEnv {
+	t.Helper()
 	// The VM is gone: its data directory with it.
 	if err := os.RemoveAll(filepath.Join(dir, "data")); err != nil {
 		t.Fatal(err)
@@ -179,25 +233,15 @@ func runRecoverScenario(t *testing.T, withSnapshot bool) {
 	if code != 0 {
 		t.Fatalf("recover: exit %d\n%s\n%s", code, out, errOut)
 	}
-	wantLine := "0 packages from the snapshot, 580 recovered from manifest records, 0 deleted since the snapshot"
-	if withSnapshot {
-		wantLine = "490 packages from the snapshot, 90 recovered from manifest records, 10 deleted since the snapshot"
-		if !strings.Contains(out, "restored snapshot snapshots/") {
-			t.Errorf("recover does not name the snapshot:\n%s", out)
-		}
-	} else if !strings.Contains(out, "no usable snapshot") {
-		t.Errorf("recover without a snapshot does not say so:\n%s", out)
+	if !strings.Contains(out, wantLine) || !strings.Contains(out, wantSays) {
+		t.Fatalf("recover output lacks %q or %q:\n%s", wantLine, wantSays, out)
 	}
-	if !strings.Contains(out, wantLine) {
-		t.Fatalf("recover output lacks %q:\n%s", wantLine, out)
-	}
-
-	env = startServiceFile(t, cfg, nil)
+	env := startServiceFile(t, cfg, nil)
 	if got := livePackages(t, env.svc.Store); !slices.Equal(got, live) {
 		t.Fatalf("after recover the store has %d packages, want exactly the %d live ones", len(got), len(live))
 	}
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
+	sem := make(chan struct{}, 16)
 	var mu sync.Mutex
 	var errs []string
 	for i := 0; i < 600; i++ {
@@ -243,10 +287,10 @@ func runRecoverScenario(t *testing.T, withSnapshot bool) {
 	if len(errs) > 0 {
 		t.Fatalf("%d failures after recover, e.g.:\n%s", len(errs), strings.Join(errs[:min(10, len(errs))], "\n"))
 	}
-	// Every location recover created verifies (a deep run reads and hashes
-	// every object).
+	// Every location recover created verifies: a deep run reads and
+	// hashes every object.
 	code, out, errOut = runCLI(t, "verify", "--config", cfg)
-	if code != 0 {
+	if code != 0 || !strings.Contains(out, "0 mismatch, 0 missing, 0 unreadable") {
 		t.Fatalf("verify after recover: exit %d\n%s\n%s", code, out, errOut)
 	}
 	code, out, errOut = runCLI(t, "db", "check", "--config", cfg)
@@ -263,21 +307,10 @@ func runRecoverScenario(t *testing.T, withSnapshot bool) {
 			recovered++
 		}
 	}
-	want := 580
-	if withSnapshot {
-		want = 90
-		rc := client.New(env.url)
-		rc.Token = reader
-		m, files := drPackage(1)
-		resp, body := get(t, rc, client.FilePath(m.Name, m.Version, "own.txt"), nil)
-		if resp.StatusCode != 200 || !bytes.Equal(body, files["own.txt"]) {
-			t.Fatalf("the read token from the snapshot: status %d", resp.StatusCode)
-		}
+	if recovered != wantRecovered {
+		t.Fatalf("%d v1.package.recovered events, want %d", recovered, wantRecovered)
 	}
-	if recovered != want {
-		t.Fatalf("%d v1.package.recovered events, want %d", recovered, want)
-	}
-	env.stop()
+	return env
 }
 
 // TestRecoverNeverImportsTamperedRecord: a record changed in RGW behind

@@ -15,6 +15,21 @@ import (
 // even across a crash: whatever the process did not get to write is still
 // marked at the next start.
 
+// migrateRecordOutbox creates the outbox and marks every package already
+// committed, so the service writes their records at its next start.
+func migrateRecordOutbox(tx *bolt.Tx) error {
+	if _, err := tx.CreateBucketIfNotExists(bucketRecordOutbox); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketPackages).ForEach(func(k, _ []byte) error {
+		i := bytes.IndexByte(k, 0)
+		if i < 0 {
+			return nil // db check reports a misplaced package
+		}
+		return markRecord(tx, string(k[:i]), string(k[i+1:]), false)
+	})
+}
+
 // Outbox value: generation(8, big-endian) flags(1).
 const outboxDeleted byte = 1 // a delete happened since the mark was taken
 

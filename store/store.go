@@ -179,10 +179,7 @@ var migrations = []migration{
 	{name: "add listing indexes by producer, retention class and label", up: func(tx *bolt.Tx) error {
 		return rebuildPackageIndexes(noCancel{}, tx)
 	}},
-	{name: "add the manifest record outbox", up: func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucketRecordOutbox)
-		return err
-	}},
+	{name: "add the manifest record outbox", up: migrateRecordOutbox},
 }
 
 // SchemaVersion is the schema version this binary writes.

@@ -201,7 +201,8 @@ func NewService(ctx context.Context, cfg *Config, log *slog.Logger) (*Service, e
 			return err
 		},
 	})
-	rec := recovery.New(st, bs, recovery.Options{Logger: log, Step: recoveryKillAt()})
+	rec := recovery.New(st, bs, recovery.Options{Logger: log, Step: recoveryKillAt(), Metrics: recovery.NewMetrics(metrics)})
+	metrics.MustRegister(newRecoveryCollector(rec))
 	svc := &Service{Config: cfg, Log: log, Store: st, Backends: bs, Registry: reg, API: api, Verify: engine, Metrics: metrics, Lifecycle: life, Webhooks: hooks, Recovery: rec}
 	api.Handle("GET /v1/health", store.ScopeRead, http.HandlerFunc(svc.healthDoc))
 	api.Handle("GET /metrics", web.ScopeOpen, metricsHandler(metrics))

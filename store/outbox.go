@@ -90,6 +90,16 @@ func (s *Store) PendingRecords(ctx context.Context, after PackageKey, limit int)
 	return out, err
 }
 
+// RecordsPendingCount returns how many packages have an outbox entry.
+func (s *Store) RecordsPendingCount(ctx context.Context) (int, error) {
+	var n int
+	err := s.db.View(func(tx *bolt.Tx) error {
+		n = tx.Bucket(bucketRecordOutbox).Stats().KeyN
+		return nil
+	})
+	return n, err
+}
+
 // RecordsPending reports whether name@version has an outbox entry.
 func (s *Store) RecordsPending(ctx context.Context, name, version string) (bool, error) {
 	var yes bool

@@ -27,6 +27,8 @@ type Options struct {
 	// Step, if set, is called at the steps of record writing and
 	// snapshots that crash tests kill the process at.
 	Step func(point string)
+	// Metrics, if set, counts record writes and snapshots.
+	Metrics *Metrics
 }
 
 // Manager keeps the manifest records in the backends in step with the
@@ -41,6 +43,10 @@ type Manager struct {
 	log     *slog.Logger
 	drainMu sync.Mutex // one drain at a time
 	snapMu  sync.Mutex // one snapshot at a time
+
+	snapErrMu sync.Mutex
+	snapErr   string // the last snapshot attempt's error, if it failed
+	snapErrAt time.Time
 }
 
 // New builds a Manager over the store and the (instrumented) backends.
@@ -215,7 +221,9 @@ func (m *Manager) sync(ctx context.Context, e store.OutboxEntry) error {
 		for _, id := range ids {
 			holders[id] = true
 			m.step("records.put")
-			if err := m.records[id].PutRecord(ctx, name, d, int64(len(body)), bytes.NewReader(body)); err != nil {
+			err := m.records[id].PutRecord(ctx, name, d, int64(len(body)), bytes.NewReader(body))
+			m.opts.Metrics.recordWrite(id, err)
+			if err != nil {
 				errs = append(errs, fmt.Errorf("backend %s: %w", id, err))
 			}
 		}
@@ -225,7 +233,9 @@ func (m *Manager) sync(ctx context.Context, e store.OutboxEntry) error {
 			if holders[id] {
 				continue
 			}
-			if err := rs.DeleteRecord(ctx, name); err != nil {
+			err := rs.DeleteRecord(ctx, name)
+			m.opts.Metrics.recordWrite(id, err)
+			if err != nil {
 				errs = append(errs, fmt.Errorf("backend %s: %w", id, err))
 			}
 		}

@@ -123,6 +123,19 @@ const RunSnapshot = "snapshot"
 func (m *Manager) Snapshot(ctx context.Context, id string, keep int, tmpDir string) (*SnapshotResult, error) {
 	m.snapMu.Lock()
 	defer m.snapMu.Unlock()
+	res, err := m.snapshot(ctx, id, keep, tmpDir)
+	m.opts.Metrics.snapshot(id, err)
+	m.snapErrMu.Lock()
+	if err != nil {
+		m.snapErr, m.snapErrAt = err.Error(), time.Now().UTC()
+	} else {
+		m.snapErr = ""
+	}
+	m.snapErrMu.Unlock()
+	return res, err
+}
+
+func (m *Manager) snapshot(ctx context.Context, id string, keep int, tmpDir string) (*SnapshotResult, error) {
 	start := time.Now()
 	rs, err := m.recordStore(id)
 	if err != nil {

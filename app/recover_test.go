@@ -27,9 +27,9 @@ import (
 	"artifactstore/store"
 )
 
-// cephServer returns the Ceph RGW test server (a failure in CI when it is
+// drRGWServer returns the Ceph RGW test server (a failure in CI when it is
 // not running).
-func cephServer(t *testing.T) s3test.Server {
+func drRGWServer(t *testing.T) s3test.Server {
 	t.Helper()
 	for _, srv := range s3test.Servers(t) {
 		if srv.Name == "ceph" {
@@ -129,7 +129,7 @@ func livePackages(t *testing.T, st *store.Store) []string {
 // snapshots are gone too: the same packages come back from the manifest
 // records alone.
 func TestRecoverFromRGW(t *testing.T) {
-	srv := cephServer(t)
+	srv := drRGWServer(t)
 	dir := t.TempDir()
 	cfg := drConfig(t, dir, srv.NewBucket(t), "")
 	env := startServiceFile(t, cfg, nil)
@@ -317,7 +317,7 @@ func recoverAndCheck(t *testing.T, dir, cfg string, live []string, deleted map[s
 // the service's back is reported by recover and by db check and its
 // package is not imported; recover refuses a live or existing database.
 func TestRecoverNeverImportsTamperedRecord(t *testing.T) {
-	srv := cephServer(t)
+	srv := drRGWServer(t)
 	dir := t.TempDir()
 	bucket := srv.NewBucket(t)
 	cfg := drConfig(t, dir, bucket, "")
@@ -376,7 +376,7 @@ func TestRecoverNeverImportsTamperedRecord(t *testing.T) {
 // and verifies, nothing of the interrupted one is visible, the next
 // snapshot succeeds, and keep: 2 drops the oldest after a third.
 func TestSnapshotKilledMidUpload(t *testing.T) {
-	srv := cephServer(t)
+	srv := drRGWServer(t)
 	dir := t.TempDir()
 	cfg := drConfig(t, dir, srv.NewBucket(t), "snapshots:\n  keep: 2\n")
 	p := startProc(t, cfg, recoveryKillAtEnv+"=snapshot.upload:2")

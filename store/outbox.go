@@ -30,6 +30,50 @@ func migrateRecordOutbox(tx *bolt.Tx) error {
 	})
 }
 
+// maxHolderMarks bounds how many packages referencing one content
+// markNewHolder looks at, so a content shared by very many packages
+// reaching a new backend does not make one transaction slow; db check
+// --repair writes the records of the others.
+const maxHolderMarks = 1000
+
+// markNewHolder is called when content gets its first location on a
+// backend: every package referencing it whose files the backend now all
+// holds is marked, so its record is written there as well.
+func markNewHolder(tx *bolt.Tx, digest, backend string) error {
+	refs := tx.Bucket(bucketPackageRefs)
+	if refs == nil || tx.Bucket(bucketRecordOutbox) == nil {
+		return nil // a migration older than the outbox
+	}
+	prefix := append([]byte(digest), 0)
+	c := refs.Cursor()
+	n := 0
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && n < maxHolderMarks; k, _ = c.Next() {
+		n++
+		rest := k[len(prefix):]
+		i := bytes.IndexByte(rest, 0)
+		if i < 0 {
+			continue
+		}
+		p, err := getPackage(tx, string(rest[:i]), string(rest[i+1:]))
+		if err != nil {
+			continue // db check reports a dangling reference
+		}
+		all := true
+		for _, f := range p.Files {
+			if f.Digest != digest && !hasLocationKey(tx, f.Digest, backend) {
+				all = false
+				break
+			}
+		}
+		if all {
+			if err := markRecord(tx, p.Name, p.Version, false); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // Outbox value: generation(8, big-endian) flags(1).
 const outboxDeleted byte = 1 // a delete happened since the mark was taken
 
@@ -168,4 +212,20 @@ func (s *Store) PackagesAfter(ctx context.Context, after PackageKey, limit int) 
 		return ctx.Err()
 	})
 	return out, err
+}
+
+// AddLocation records that a backend holds content, as a copy to
+// another backend does: a new location (an existing one is left as it
+// is), which marks the packages the backend now holds entirely in the
+// record outbox. The content's blob must be known (ErrNotFound).
+func (s *Store) AddLocation(ctx context.Context, l Location) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketBlobs).Get([]byte(l.Digest)) == nil {
+			return fmt.Errorf("blob %s: %w", l.Digest, ErrNotFound)
+		}
+		if old, err := getLocation(tx, l.Digest, l.Backend); err != nil || old != nil {
+			return err
+		}
+		return putLocation(tx, &l)
+	})
 }

@@ -98,7 +98,8 @@ func (s *Store) ImportRecovered(ctx context.Context, pkgs []Recovered) (int, err
 // ReconcileLocations writes the locations recovery found by listing the
 // backends (add: created with their blob when absent, kept as they are
 // when present) and removes the locations whose objects are gone (drop),
-// in transactions of 5000 changes.
+// in transactions of 5000 changes. It marks nothing in the record outbox
+// (recovery marks the packages whose records are missing itself).
 func (s *Store) ReconcileLocations(ctx context.Context, add []Location, drop []Ref) error {
 	const chunk = 5000
 	for start := 0; start < len(add); start += chunk {
@@ -121,7 +122,7 @@ func (s *Store) ReconcileLocations(ctx context.Context, add []Location, drop []R
 						return err
 					}
 				}
-				if err := putLocation(tx, &l); err != nil {
+				if err := putLocationMarking(tx, &l, false); err != nil {
 					return err
 				}
 			}

@@ -314,7 +314,10 @@ func Recover(ctx context.Context, opts RecoverOptions) (*RecoverReport, error) {
 		}
 		for _, p := range page {
 			rn := RecordName(p.Name, p.Version)
-			mark := false
+			holdsAll := map[string]bool{}
+			for id := range m.records {
+				holdsAll[id] = true
+			}
 			for _, f := range p.Files {
 				has := map[string]bool{}
 				for _, l := range locs[f.Digest] {
@@ -323,10 +326,8 @@ func Recover(ctx context.Context, opts RecoverOptions) (*RecoverReport, error) {
 				for id := range opts.Backends {
 					size, present := held[id][f.Digest]
 					present = present && size == f.Size
-					if present && !recordOn[rn][id] {
-						if _, keeps := m.records[id]; keeps {
-							mark = true // a holder without a record: written at the next start
-						}
+					if !present {
+						delete(holdsAll, id)
 					}
 					key := f.Digest + "\x00" + id
 					if seen[key] {
@@ -342,8 +343,13 @@ func Recover(ctx context.Context, opts RecoverOptions) (*RecoverReport, error) {
 					}
 				}
 			}
-			if mark {
-				marks = append(marks, store.PackageKey{Name: p.Name, Version: p.Version})
+			for id := range holdsAll {
+				if !recordOn[rn][id] {
+					// A backend holding all of it without its record: the
+					// service writes it at its next start.
+					marks = append(marks, store.PackageKey{Name: p.Name, Version: p.Version})
+					break
+				}
 			}
 		}
 	}

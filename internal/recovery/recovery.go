@@ -170,8 +170,8 @@ func (m *Manager) Flush(ctx context.Context) error {
 	}
 }
 
-// Holders returns the ids of the record-keeping backends that hold some
-// of p's content (have a location for one of its files), sorted.
+// Holders returns the ids of the record-keeping backends that hold all
+// of p's content (have a location for every one of its files), sorted.
 func (m *Manager) Holders(ctx context.Context, p *store.Package) ([]string, error) {
 	digests := make([]string, 0, len(p.Files))
 	for _, f := range p.Files {
@@ -181,17 +181,24 @@ func (m *Manager) Holders(ctx context.Context, p *store.Package) ([]string, erro
 	if err != nil {
 		return nil, err
 	}
-	set := map[string]bool{}
-	for _, ls := range locs {
-		for _, l := range ls {
+	count := map[string]int{}
+	seen := map[string]bool{}
+	for _, f := range p.Files {
+		if seen[f.Digest] {
+			continue
+		}
+		seen[f.Digest] = true
+		for _, l := range locs[f.Digest] {
 			if _, ok := m.records[l.Backend]; ok {
-				set[l.Backend] = true
+				count[l.Backend]++
 			}
 		}
 	}
-	out := make([]string, 0, len(set))
-	for id := range set {
-		out = append(out, id)
+	var out []string
+	for id, n := range count {
+		if n == len(seen) {
+			out = append(out, id)
+		}
 	}
 	sort.Strings(out)
 	return out, nil

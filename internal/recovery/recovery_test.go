@@ -323,3 +323,46 @@ func TestCompareNamesEveryDifferenceAndRepairFixesTheSafeOnes(t *testing.T) {
 		t.Error("the tampered record was not rewritten from the database")
 	}
 }
+
+// TestRecordFollowsACompleteCopy: when a second backend comes to hold all
+// of a package's content (a copy), the package's record is written there
+// too; a backend holding only part of it gets none.
+func TestRecordFollowsACompleteCopy(t *testing.T) {
+	e := newEnv(t)
+	p := e.publish("p", "1", "a", nil, "one", "two")
+	if err := e.m.Flush(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	copyTo := func(f store.File) {
+		t.Helper()
+		c := "one"
+		if f.Path == "f1" {
+			c = "two"
+		}
+		if err := e.b.Put(e.ctx, digest.FromBytes([]byte(c)), f.Size, strings.NewReader(c)); err != nil {
+			t.Fatal(err)
+		}
+		// The location a copy records (internal/replication does the same
+		// through putLocation).
+		if err := e.st.AddLocation(e.ctx, store.Location{Digest: f.Digest, Backend: "b", Size: f.Size, Status: store.StatusStored, StoredAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyTo(p.Files[0])
+	if err := e.m.Flush(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := records(t, e.b); len(got) != 0 {
+		t.Fatalf("a backend holding half of the package got its record: %v", got)
+	}
+	copyTo(p.Files[1])
+	if err := e.m.Flush(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := records(t, e.b); !slices.Equal(got, []string{"packages/p/1.json"}) {
+		t.Fatalf("records on the backend that now holds all of p: %v", got)
+	}
+	if probs, err := e.m.Compare(e.ctx, 10); err != nil || len(probs) != 0 {
+		t.Fatalf("compare after the copy: %v %v", probs, err)
+	}
+}

@@ -435,6 +435,9 @@ func TestSnapshotKilledMidUpload(t *testing.T) {
 			t.Fatalf("snapshot %d after the kill: exit %d\n%s\n%s", n, code, out, errOut)
 		}
 	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "data", "snapshot-*")); len(left) > 0 {
+		t.Errorf("temporary snapshot files left in the data directory: %v", left)
+	}
 	if !strings.Contains(out, "removed older snapshot "+first[0].Name) {
 		t.Errorf("the third snapshot did not remove the oldest (keep: 2):\n%s", out)
 	}

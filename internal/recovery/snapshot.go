@@ -23,6 +23,9 @@ const SnapshotPrefix = "snapshots/"
 // reads.
 const snapshotTime = "20060102T150405.000000000Z"
 
+// snapshotTemp is the pattern of a snapshot's temporary file.
+const snapshotTemp = "snapshot-*.db"
+
 // ErrNoRecordStore: the backend keeps no records (no snapshots either).
 var ErrNoRecordStore = errors.New("backend keeps no records")
 
@@ -144,7 +147,14 @@ func (m *Manager) snapshot(ctx context.Context, id string, keep int, tmpDir stri
 	if keep < 1 {
 		keep = 1
 	}
-	f, err := os.CreateTemp(tmpDir, "snapshot-*.db")
+	// Temporary files of snapshots a killed process left (one process per
+	// data directory holds the database lock; snapshots are serialised).
+	if old, _ := filepath.Glob(filepath.Join(tmpDir, snapshotTemp)); len(old) > 0 {
+		for _, o := range old {
+			os.Remove(o)
+		}
+	}
+	f, err := os.CreateTemp(tmpDir, snapshotTemp)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: %w", err)
 	}

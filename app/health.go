@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"artifactstore/internal/lifecycle"
+	"artifactstore/internal/recovery"
 	"artifactstore/internal/replication"
 	"artifactstore/internal/verify"
 	"artifactstore/internal/webhook"
@@ -37,6 +38,10 @@ type healthDocument struct {
 	// status is "degraded".
 	UnderReplicated int                 `json:"under_replicated"`
 	PendingCopies   []store.PendingCopy `json:"pending_copies"`
+	// Recovery: manifest records still to be written and the last
+	// database snapshot; a failed last snapshot makes the status
+	// "degraded".
+	Recovery *recovery.Status `json:"recovery,omitempty"`
 }
 
 type backendHealth struct {
@@ -118,6 +123,12 @@ func (s *Service) health(ctx context.Context) (*healthDocument, error) {
 	}
 	if doc.Lifecycle, err = s.Lifecycle.Status(ctx); err != nil {
 		return nil, err
+	}
+	if doc.Recovery, err = s.Recovery.Status(ctx); err != nil {
+		return nil, err
+	}
+	if doc.Recovery.LastSnapshotError != "" {
+		doc.Status = "degraded"
 	}
 	return doc, nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"artifactstore/backends"
+	"artifactstore/backends/local"
 	"artifactstore/internal/client"
 	"artifactstore/internal/digest"
 	"artifactstore/store"
@@ -91,7 +92,17 @@ func assertMigrated(t *testing.T, st *store.Store, fromRoot string, names map[st
 			t.Fatalf("%s (%s): locations %+v, want one verified on rgw", name, d, locs)
 		}
 	}
-	if n := countFiles(t, fromRoot); n != 0 {
+	// Content objects (manifest records live beside them and follow the
+	// content through the record outbox).
+	b, err := local.New("local", local.Config{Root: fromRoot, KeyPrefix: "artifacts"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	if err := b.Walk(ctx, func(backends.Info) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
 		t.Fatalf("the local directory still holds %d objects", n)
 	}
 }
@@ -194,6 +205,11 @@ func TestMigrateLocalToRGWWhileServing(t *testing.T) {
 		names[name] = digest.FromBytes(data).String()
 	}
 	assertMigrated(t, env.svc.Store, filepath.Join(dir, "objects"), names)
+	// The manifest records left local too: nothing at all remains there.
+	copiesWait(t, time.Minute, "the local directory empty", func() (bool, string) {
+		n := countFiles(t, filepath.Join(dir, "objects"))
+		return n == 0, fmt.Sprintf("%d files left", n)
+	})
 	if code, out, errOut := runCLI(t, "db", "check", "--config", cfg); code != 0 {
 		t.Fatalf("db check: exit %d\n%s%s", code, out, errOut)
 	}

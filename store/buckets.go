@@ -73,13 +73,18 @@ var (
 	// every package with what listings filter on. Scanned backwards to
 	// list packages newest first (the web UI). Added by migration 6.
 	bucketRecent = []byte("packages_by_seq")
+	// bucketRecordOutbox: name \x00 version -> generation(8) flags(1). A
+	// package whose manifest records in the backends must follow a commit
+	// or delete; written in that transaction, removed once the records
+	// are written (outbox.go). Added by migration 9.
+	bucketRecordOutbox = []byte("record_outbox")
 	// bucketPendingCopies: digest \x00 backend id -> PendingCopy: a copy
 	// a routing rule asks for that the publish did not write (min_copies),
-	// written later by internal/replication. Added by migration 9.
+	// written later by internal/replication. Added by migration 10.
 	bucketPendingCopies = []byte("pending_copies")
 	// bucketMigrations: migration id -> the state of a storage migration
 	// between backends (its selection, cursor and counts), so a restarted
-	// service resumes it. Added by migration 9.
+	// service resumes it. Added by migration 10.
 	bucketMigrations = []byte("storage_migrations")
 )
 
@@ -91,6 +96,7 @@ func allBuckets() [][]byte {
 		bucketPackageRefs, bucketGCIntents, bucketOrphans, bucketLifecycle, bucketWebhooks, bucketRecent,
 		bucketLocationCounts, bucketFailedLocations,
 		bucketByProducer, bucketByRetention, bucketByLabel,
+		bucketRecordOutbox,
 		bucketPendingCopies, bucketMigrations)
 }
 

@@ -76,10 +76,10 @@ func (s *Store) PutMigration(ctx context.Context, key string, st MigrationState)
 	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMigrations).Put([]byte(key), v) })
 }
 
-// PackagesAfter returns up to limit packages in key order (name, then
+// PackagesFrom returns up to limit packages in key order (name, then
 // version bytes) after the key after ("" from the start), and the key of
-// the last one returned ("" when none).
-func (s *Store) PackagesAfter(ctx context.Context, after string, limit int) ([]*Package, string, error) {
+// the last one returned ("" when none): a migration's cursor.
+func (s *Store) PackagesFrom(ctx context.Context, after string, limit int) ([]*Package, string, error) {
 	var out []*Package
 	last := ""
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -106,7 +106,7 @@ func (s *Store) PackagesAfter(ctx context.Context, after string, limit int) ([]*
 	return out, last, err
 }
 
-// PackageKeyOf returns the key PackagesAfter orders by.
+// PackageKeyOf returns the key PackagesFrom orders by.
 func PackageKeyOf(p *Package) string { return string(joinKey(p.Name, p.Version)) }
 
 // ReferencingPackages returns the packages that reference digest.
@@ -210,6 +210,11 @@ func (s *Store) RemoveCopies(ctx context.Context, refs []Ref, keep, runID string
 			if _, err := deleteLocation(tx, r.Digest, r.Backend); err != nil {
 				return err
 			}
+			// The manifest records of the packages holding the content
+			// follow it: rewritten where it is, removed where it was.
+			if err := markLeftHolder(tx, r.Digest); err != nil {
+				return err
+			}
 			v, err := encode(GCIntent{Backend: r.Backend, Digest: r.Digest, Size: l.Size, At: s.now().UTC(), RunID: runID})
 			if err != nil {
 				return err
@@ -226,4 +231,29 @@ func (s *Store) RemoveCopies(ctx context.Context, refs []Ref, keep, runID string
 		return nil
 	})
 	return removed, errs, err
+}
+
+// markLeftHolder marks, after content lost its location on a backend, the
+// packages referencing it (at most maxHolderMarks) in the record outbox
+// with the flag that makes the records go from the backends that no
+// longer hold the whole package (internal/recovery's sync), while the
+// holders keep theirs.
+func markLeftHolder(tx *bolt.Tx, digest string) error {
+	if tx.Bucket(bucketRecordOutbox) == nil {
+		return nil
+	}
+	prefix := append([]byte(digest), 0)
+	c := tx.Bucket(bucketPackageRefs).Cursor()
+	n := 0
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && n < maxHolderMarks; k, _ = c.Next() {
+		n++
+		parts := bytes.SplitN(k[len(prefix):], []byte{0}, 2)
+		if len(parts) != 2 {
+			continue
+		}
+		if err := markRecord(tx, string(parts[0]), string(parts[1]), true); err != nil {
+			return err
+		}
+	}
+	return nil
 }

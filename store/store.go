@@ -179,6 +179,7 @@ var migrations = []migration{
 	{name: "add listing indexes by producer, retention class and label", up: func(tx *bolt.Tx) error {
 		return rebuildPackageIndexes(noCancel{}, tx)
 	}},
+	{name: "add the manifest record outbox", up: migrateRecordOutbox},
 	{name: "add pending copies and storage migrations", up: func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketPendingCopies, bucketMigrations} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {

@@ -398,6 +398,9 @@ func (s *Store) CommitWith(ctx context.Context, id string, in CommitInput) (Comm
 		if err := s.appendEvent(tx, EventPackageCreated, pkg.Name+"@"+pkg.Version, packageEventData(&pkg)); err != nil {
 			return err
 		}
+		if err := markRecord(tx, pkg.Name, pkg.Version, false); err != nil {
+			return err
+		}
 		refs, err := deleteSession(tx, id)
 		if err != nil {
 			return err

@@ -184,7 +184,7 @@ func (m *Manager) migrate(ctx context.Context, o MigrateOptions, run *store.Migr
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		pkgs, last, err := m.store.PackagesAfter(ctx, run.Cursor, m.opts.MigrationPage)
+		pkgs, last, err := m.store.PackagesFrom(ctx, run.Cursor, m.opts.MigrationPage)
 		if err != nil {
 			return err
 		}

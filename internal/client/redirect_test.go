@@ -82,8 +82,8 @@ func TestDownloadRefusesARedirectOfAnotherDigest(t *testing.T) {
 		repr   string
 	}{
 		"redirect announces another digest": {body, otherRepr},
-		"redirect without Repr-Digest":       {body, ""},
-		"storage serves other bytes":         {wrong, repr},
+		"redirect without Repr-Digest":      {body, ""},
+		"storage serves other bytes":        {wrong, repr},
 	} {
 		t.Run(name, func(t *testing.T) {
 			api, _ := storageAndAPI(t, tc.served, tc.repr)

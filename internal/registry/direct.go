@@ -108,4 +108,6 @@ type DirectConfigError struct {
 	Msg     string
 }
 
-func (e *DirectConfigError) Error() string { return "direct downloads from " + e.Backend + ": " + e.Msg }
+func (e *DirectConfigError) Error() string {
+	return "direct downloads from " + e.Backend + ": " + e.Msg
+}

@@ -176,8 +176,8 @@ type DatabaseConfig struct {
 	// Path defaults to <data_dir>/registry.db.
 	Path        string        `koanf:"path" yaml:"path"`
 	LockTimeout time.Duration `koanf:"lock_timeout" yaml:"lock_timeout"`
-	// BatchDelay is how long a publish's write waits to share one durable
-	// commit with concurrent publishes.
+	// BatchDelay is how long an idle database waits for more writes to
+	// join a publish's group commit (store.Options.BatchDelay).
 	BatchDelay time.Duration `koanf:"batch_delay" yaml:"batch_delay"`
 }
 
@@ -553,12 +553,14 @@ func (c *Config) Validate() error {
 		{"cleanup.interval", int64(c.Cleanup.Interval)},
 		{"cleanup.incomplete_write_age", int64(c.Cleanup.IncompleteWriteAge)},
 		{"database.lock_timeout", int64(c.Database.LockTimeout)},
-		{"database.batch_delay", int64(c.Database.BatchDelay)},
 	}
 	for _, p := range positive {
 		if p.v <= 0 {
 			return &ConfigError{Key: p.key, Msg: "must be greater than zero"}
 		}
+	}
+	if c.Database.BatchDelay < 0 || c.Database.BatchDelay > time.Second {
+		return &ConfigError{Key: "database.batch_delay", Msg: "must be between 0s (commit at once) and 1s"}
 	}
 	if c.Server.MinBodyRate < 0 {
 		return &ConfigError{Key: "server.min_body_rate", Msg: "must not be negative (0 disables the rate check)"}

@@ -255,6 +255,12 @@ func (s *Store) Counts(ctx context.Context) (map[string]int, error) {
 // bulkFillPercent is how full ImportPackages packs the pages it writes.
 const bulkFillPercent = 0.9
 
+// appendFillPercent is the split point of buckets whose keys only grow
+// (events and packages_by_seq, keyed by sequence): a page split there
+// never gets another key on its left, so bbolt's default of 50% would
+// leave every page half empty for good.
+const appendFillPercent = 1.0
+
 // ImportPackages writes committed packages in one transaction, with their
 // blobs and a stored location on backend for every file whose blob is new,
 // without events or upload sessions. It exists for bulk loading (the

@@ -127,16 +127,29 @@ cleanup:
 				n := seq
 				mu.Unlock()
 				slowFormPublish(ctx, p, fmt.Sprintf("slowform%d", n), randBytes(uint64(n)+5e6, 1<<20))
-				if incomplete != nil {
-					// And a large upload that is always mid-way (an open
-					// multipart upload) when the kill comes.
+			}
+		}()
+		if incomplete != nil {
+			// And, in its own goroutine so that the slow form above is
+			// in flight as well, a large upload that is always mid-way
+			// (an open multipart upload) when the kill comes.
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for ctx.Err() == nil {
+					mu.Lock()
+					seq++
+					n := seq
+					mu.Unlock()
 					files := map[string][]byte{"slow.bin": randBytes(uint64(n)+6e6, large)}
 					if br, err := c.Begin(ctx, manifestOf(fmt.Sprintf("slowput%d", n), "1", "ci", "release", files)); err == nil && len(br.Needed) == 1 {
 						c.Upload(ctx, br.UploadID, br.Needed[0].SHA256, br.Needed[0].Size, &throttled{ctx: ctx, r: bytes.NewReader(files["slow.bin"])})
+					} else if ctx.Err() == nil {
+						time.Sleep(50 * time.Millisecond) // do not spin on a refused begin
 					}
 				}
-			}
-		}()
+			}()
+		}
 		for w := 0; w < 4; w++ {
 			wg.Add(1)
 			go func() {

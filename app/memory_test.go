@@ -141,8 +141,10 @@ func TestHostileFormsStayInMemoryBound(t *testing.T) {
 	}
 	// Sample the resident size while they run (VmHWM below is the peak).
 	stop := make(chan struct{})
+	sampled := make(chan struct{})
 	var peakSeen int64
 	go func() {
+		defer close(sampled)
 		for {
 			select {
 			case <-stop:
@@ -156,6 +158,7 @@ func TestHostileFormsStayInMemoryBound(t *testing.T) {
 	}()
 	wg.Wait()
 	close(stop)
+	<-sampled // peakSeen is the sampler's until it has returned
 	close(results)
 	byKind := map[string]map[string]int{}
 	for r := range results {

@@ -17,6 +17,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"artifactstore/backends"
+	"artifactstore/internal/cliout"
 	"artifactstore/store"
 )
 
@@ -287,5 +288,5 @@ func (a *adminConn) getJSON(ctx context.Context, path string, out any) error {
 func adminError(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	writeJSONOut(w, map[string]any{"error": map[string]string{"code": code, "message": msg}})
+	cliout.JSON(w, map[string]any{"error": map[string]string{"code": code, "message": msg}})
 }

@@ -71,10 +71,7 @@ func scalePackage(i int, sum string, size int) store.Package {
 // matching packages into the database at dbPath.
 func buildDataset(t testing.TB, dbPath, backend string, n int, put func(sum string, data []byte) error) time.Duration {
 	start := time.Now()
-	st, err := store.Open(dbPath, store.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openBenchStore(t, dbPath)
 	defer st.Close()
 	const chunk = 20000
 	workers := 2
@@ -117,6 +114,29 @@ func buildDataset(t testing.TB, dbPath, backend string, n int, put func(sum stri
 		}
 	}
 	return time.Since(start)
+}
+
+// benchLocalConfig writes and loads the configuration of a bench service
+// under dir with one local backend (objects in dir/objects, returned) and
+// scheduled verification off, so no run disturbs a measurement.
+func benchLocalConfig(t testing.TB, dir string) (*Config, string) {
+	objects := filepath.Join(dir, "objects")
+	cfgFile := writeLocalConfig(t, dir, objects, "verify:\n  deep:\n    interval: 0s\n  quick:\n    interval: 0s\n")
+	cfg, err := LoadConfig(LoadOptions{File: cfgFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg, objects
+}
+
+// openBenchStore opens a bench database without fsync, for bulk loading
+// before the service opens it.
+func openBenchStore(t testing.TB, path string) *store.Store {
+	st, err := store.Open(path, store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
 
 // localObjectWriter writes objects straight into a local backend's layout.
@@ -386,12 +406,7 @@ func benchScaleRows(t testing.TB, rep *benchReport, label string, cfg *Config, n
 // backend and measures them.
 func benchLocalScale(t testing.TB, rep *benchReport, dir string, n int) {
 	sdir := filepath.Join(dir, "scale-local")
-	objects := filepath.Join(sdir, "objects")
-	cfgFile := writeLocalConfig(t, sdir, objects, "verify:\n  deep:\n    interval: 0s\n  quick:\n    interval: 0s\n")
-	cfg, err := LoadConfig(LoadOptions{File: cfgFile})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, objects := benchLocalConfig(t, sdir)
 	build := buildDataset(t, cfg.Database.Path, "local", n, localObjectWriter(objects, cfg.Backends["local"].KeyPrefix))
 	note := fmt.Sprintf("%d packages with %d distinct 200-455 B objects on local, built in bulk in %s", n, n, build.Round(time.Second))
 	lb, err := backendFactories["local"](context.Background(), "local", cfg.Backends["local"], slog.New(slog.DiscardHandler))

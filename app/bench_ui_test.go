@@ -28,20 +28,13 @@ import (
 // producers, three retention classes, a team label and a unique git.sha
 // label, a few failed locations, and real commits for the newest 2,000 so
 // the event log is real). Server time is the handler's wall time for one
-// request (no network) and its CPU time, median and p99 of 30 runs after
-// warm-up, each against the JSON API answer for the same data where there
-// is one, measured the same way in the same run.
+// request (no network) and its CPU time, median and p99 of 50 runs after
+// warm-up (five rounds of ten, with the spread of the round medians), each
+// against the JSON API answer for the same data where there is one,
+// measured the same way in the same run.
 func benchUI(t testing.TB, rep *benchReport, dir string, n int) {
-	uiDir := filepath.Join(dir, "ui")
-	cfgFile := writeLocalConfig(t, uiDir, filepath.Join(uiDir, "objects"), "verify:\n  deep:\n    interval: 0s\n  quick:\n    interval: 0s\n")
-	cfg, err := LoadConfig(LoadOptions{File: cfgFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(cfg.Database.Path, store.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, _ := benchLocalConfig(t, filepath.Join(dir, "ui"))
+	st := openBenchStore(t, cfg.Database.Path)
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(7, 19))
 	producers := []string{"ci", "alice", "bob", "release-bot", "nightly"}
@@ -136,13 +129,22 @@ func benchUI(t testing.TB, rep *benchReport, dir string, n int) {
 	if next == nil {
 		t.Fatalf("the packages page has no next page at %d packages", n)
 	}
+	oldLabel := "git.sha%3D" + old.Labels["git.sha"]
+	// The rare label's only package is far behind the newest entries: the
+	// first page must list it.
+	if b := serve("GET", "/ui/?label="+oldLabel, nil, cookies, "").Body.String(); !strings.Contains(b, ">"+old.Name+"<") {
+		t.Fatalf("the label search for %s does not list %s at %d packages:\n%s", old.Labels["git.sha"], old.Name, n, b)
+	}
 	newest := mk(n - 1)
 	pages := []struct{ name, ui, api string }{
 		{"packages, first page", "/ui/", "/v1/packages?limit=50"},
 		{"packages, second page", "/ui/?cursor=" + next[1], ""},
 		{"packages, name prefix", "/ui/?q=" + newest.Name[:7], "/v1/packages?limit=50&name=" + newest.Name},
 		{"packages, by producer", "/ui/?producer=alice", "/v1/packages?limit=50&producer=alice"},
-		{"packages, by label (one match, old)", "/ui/?label=git.sha%3D" + old.Labels["git.sha"], "/v1/packages?limit=50&label=git.sha%3D" + old.Labels["git.sha"]},
+		{"packages, by retention class", "/ui/?retention_class=nightly", "/v1/packages?limit=50&retention_class=nightly"},
+		{"packages, by a common label", "/ui/?label=team%3Dteam-3", "/v1/packages?limit=50&label=team%3Dteam-3"},
+		{"packages, by a rare label (one match, far back)", "/ui/?label=" + oldLabel, "/v1/packages?limit=50&label=" + oldLabel},
+		{"packages, producer and label with no match", "/ui/?producer=alice&label=team%3Dteam-3", "/v1/packages?limit=50&producer=alice&label=team%3Dteam-3"},
 		{"versions of a name", "/ui/packages/" + newest.Name, "/v1/packages/" + newest.Name + "?limit=50"},
 		{"package version", "/ui/packages/" + newest.Name + "/" + newest.Version, "/v1/packages/" + newest.Name + "/" + newest.Version},
 		{"health", "/ui/health", "/v1/health"},
@@ -169,38 +171,42 @@ func benchUI(t testing.TB, rep *benchReport, dir string, n int) {
 		}
 		return wall, cpu
 	}
-	const runs, warm = 30, 3
+	// Five rounds of ten requests a page after three warm-ups; p50 and
+	// p99 over all fifty, and the spread of the five round medians.
+	const rounds, perRound, warm = 5, 10, 3
+	const bound = 50 * time.Millisecond
 	r10 := func(d time.Duration) time.Duration { return d.Round(10 * time.Microsecond) }
 	for _, p := range pages {
-		var uiT, uiC, apiT []time.Duration
-		for i := 0; i < warm+runs; i++ {
-			w, c := time1(p.ui, true)
-			if i >= warm {
-				uiT, uiC = append(uiT, w), append(uiC, c)
-			}
-			if p.api != "" {
-				w, _ = time1(p.api, false)
-				if i >= warm {
+		for i := 0; i < warm; i++ {
+			time1(p.ui, true)
+		}
+		var uiT, uiC, apiT, roundMed []time.Duration
+		for r := 0; r < rounds; r++ {
+			var rt []time.Duration
+			for i := 0; i < perRound; i++ {
+				w, c := time1(p.ui, true)
+				rt, uiT, uiC = append(rt, w), append(uiT, w), append(uiC, c)
+				if p.api != "" {
+					w, _ = time1(p.api, false)
 					apiT = append(apiT, w)
 				}
 			}
+			roundMed = append(roundMed, percentile(rt, 0.5))
 		}
-		for _, ds := range [][]time.Duration{uiT, uiC, apiT} {
-			sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-		}
-		med, p99, cmed, cp99 := uiT[len(uiT)/2], percentile(uiT, 0.99), uiC[len(uiC)/2], percentile(uiC, 0.99)
+		sort.Slice(roundMed, func(i, j int) bool { return roundMed[i] < roundMed[j] })
+		med, p99, cmed, cp99 := percentile(uiT, 0.5), percentile(uiT, 0.99), percentile(uiC, 0.5), percentile(uiC, 0.99)
 		row := benchRow{Name: "UI page: " + p.name + ", server time p50 / p99 (CPU p50 / p99)",
-			Ours: fmt.Sprintf("%s / %s (%s / %s)", r10(med), r10(p99), r10(cmed), r10(cp99)),
+			Ours: fmt.Sprintf("%s / %s (%s / %s); round medians %s..%s", r10(med), r10(p99), r10(cmed), r10(cp99), r10(roundMed[0]), r10(roundMed[len(roundMed)-1])),
 			// A page without a JSON twin is a bound: the ratio is the
 			// bound over p99 (>= 1 means within it), so it is a number.
-			Baseline: "50ms (the bound)", Ratio: fmt.Sprintf("%.2f", (50*time.Millisecond).Seconds()/p99.Seconds()),
-			Target: "< 50ms", Verdict: verdict(p99 < 50*time.Millisecond),
-			Note: fmt.Sprintf("%d packages (%d names), %d runs; %s", n, names, runs, p.ui)}
-		if p99 >= 50*time.Millisecond && cp99 < 50*time.Millisecond {
+			Baseline: "50ms (the bound)", Ratio: fmt.Sprintf("%.2f", bound.Seconds()/p99.Seconds()),
+			Target: "p99 < 50ms", Verdict: verdict(p99 < bound),
+			Note: fmt.Sprintf("%d packages (%d names), %d rounds of %d requests; %s", n, names, rounds, perRound, p.ui)}
+		if p99 >= bound && cp99 < bound {
 			row.Verdict = "NOT met by wall time; met by CPU time"
 		}
 		if len(apiT) > 0 {
-			am := apiT[len(apiT)/2]
+			am := percentile(apiT, 0.5)
 			row.Baseline = fmt.Sprintf("%s (JSON %s, p50)", r10(am), strings.SplitN(p.api, "?", 2)[0])
 			row.Ratio = fmt.Sprintf("%.2f", am.Seconds()/med.Seconds())
 		}

@@ -1,12 +1,8 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"mime/multipart"
-	"net/http"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -38,7 +34,7 @@ func benchWebhookPublish(t testing.TB, rep *benchReport, env *testEnv, perRun, r
 			go func() {
 				defer wg.Done()
 				for next.Add(1) <= int64(perRun) {
-					if err := benchFormPublish(env, fmt.Sprintf("hook-%d-%d", stamp, seq.Add(1))); err != nil {
+					if err := benchFormPublish(env, "small-hooked", fmt.Sprintf("hook-%d-%d", stamp, seq.Add(1))); err != nil {
 						failed.Add(1)
 					}
 				}
@@ -82,28 +78,6 @@ func benchWebhookPublish(t testing.TB, rep *benchReport, env *testEnv, perRun, r
 		Baseline: fmt.Sprintf("%.0f /s (%.0f..%.0f) (same service, no webhook)", mb, minOf(base), maxOf(base)),
 		Ratio:    fmt.Sprintf("%.2f", ratio), Target: ">= 0.90", Verdict: verdict(ratio >= 0.90),
 		Note: fmt.Sprintf("one-request form; median of %d alternating runs of %d packages each", runs, perRun)})
-}
-
-func benchFormPublish(env *testEnv, version string) error {
-	data := make([]byte, 4096)
-	copy(data, version)
-	var buf bytes.Buffer
-	mw := multipart.NewWriter(&buf)
-	fw, _ := mw.CreateFormField("manifest")
-	fmt.Fprintf(fw, `{"name":"small-hooked","version":"%s","producer":"bench","retention_class":"bench"}`, version)
-	part, _ := mw.CreateFormFile("file", "f.bin")
-	part.Write(data)
-	mw.Close()
-	resp, err := env.post("/v1/packages", mw.FormDataContentType(), &buf)
-	if err != nil {
-		return err
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		return fmt.Errorf("form publish: %d", resp.StatusCode)
-	}
-	return nil
 }
 
 func median(xs []float64) float64 {

@@ -14,7 +14,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"text/tabwriter"
 	"time"
 
 	"github.com/mattn/go-isatty"
@@ -22,6 +21,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"artifactstore/internal/client"
+	"artifactstore/internal/cliout"
 )
 
 const clientExitHelp = `Environment: ARTIFACTSTORE_URL is the server URL when --server is not
@@ -141,13 +141,13 @@ func clientCommands(env Env) []*cli.Command {
 					return apiFailed(cl, err)
 				}
 				if c.Bool("json") {
-					return writeJSONOut(env.Stdout, p)
+					return cliout.JSON(env.Stdout, p)
 				}
 				fmt.Fprintf(env.Stdout, "%s@%s  producer=%s  retention_class=%s  created=%s\n", p.Name, p.Version, p.Producer, p.RetentionClass, p.CreatedAt.Format(time.RFC3339))
 				for _, k := range sortedKeys(p.Labels) {
 					fmt.Fprintf(env.Stdout, "label %s=%s\n", k, p.Labels[k])
 				}
-				tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
+				tw := cliout.Table(env.Stdout)
 				fmt.Fprintln(tw, "PATH\tSIZE\tSHA256\tLOCATIONS")
 				for _, f := range p.Files {
 					var locs []string
@@ -408,7 +408,7 @@ func (p progressbarWriter) Write(b []byte) (int, error) { p.b.Add(len(b)); retur
 
 func pushDone(c *cli.Context, env Env, res pushResult) error {
 	if c.Bool("json") {
-		return writeJSONOut(env.Stdout, res)
+		return cliout.JSON(env.Stdout, res)
 	}
 	if res.Existed {
 		fmt.Fprintf(env.Stdout, "%s@%s is already published with identical content (%d files, %d bytes); nothing uploaded\n", res.Name, res.Version, res.Files, res.TotalBytes)
@@ -493,7 +493,7 @@ func runPull(c *cli.Context, env Env) error {
 		bar.Finish()
 	}
 	if c.Bool("json") {
-		return writeJSONOut(env.Stdout, res)
+		return cliout.JSON(env.Stdout, res)
 	}
 	fmt.Fprintf(env.Stdout, "pulled %s@%s into %s: %d files verified, %d bytes downloaded\n", name, version, dir, len(res.Files), res.Bytes)
 	return nil
@@ -536,9 +536,9 @@ func runLs(c *cli.Context, env Env) error {
 		if all == nil {
 			all = []client.Package{}
 		}
-		return writeJSONOut(env.Stdout, all)
+		return cliout.JSON(env.Stdout, all)
 	}
-	tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
+	tw := cliout.Table(env.Stdout)
 	fmt.Fprintln(tw, "NAME\tVERSION\tPRODUCER\tRETENTION\tFILES\tBYTES\tCREATED")
 	for _, p := range all {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", p.Name, p.Version, p.Producer, p.RetentionClass, p.FileCount, p.TotalBytes, p.CreatedAt.Format(time.RFC3339))

@@ -17,6 +17,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"artifactstore/internal/cliout"
 	"artifactstore/store"
 )
 
@@ -67,7 +68,7 @@ func (s *Service) adminDBRepair(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.Header().Set("Content-Type", "application/json")
-	writeJSONOut(w, dbCheckResult{OK: len(after) == 0, Problems: after, Repaired: repaired})
+	cliout.JSON(w, dbCheckResult{OK: len(after) == 0, Problems: after, Repaired: repaired})
 }
 
 func (s *Service) adminDBCheck(w http.ResponseWriter, r *http.Request) {
@@ -80,7 +81,7 @@ func (s *Service) adminDBCheck(w http.ResponseWriter, r *http.Request) {
 		problems = []store.Problem{}
 	}
 	w.Header().Set("Content-Type", "application/json")
-	writeJSONOut(w, dbCheckResult{OK: len(problems) == 0, Problems: problems})
+	cliout.JSON(w, dbCheckResult{OK: len(problems) == 0, Problems: problems})
 }
 
 func dbCommands(env Env) []*cli.Command {
@@ -161,7 +162,7 @@ func dbCommands(env Env) []*cli.Command {
 					}
 				}
 				if c.Bool("json") {
-					writeJSONOut(env.Stdout, res)
+					cliout.JSON(env.Stdout, res)
 				} else if res.OK {
 					fmt.Fprintf(env.Stdout, "database %s is consistent\n", cfg.Database.Path)
 				} else {

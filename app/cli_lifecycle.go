@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"artifactstore/internal/cliout"
 	"artifactstore/internal/lifecycle"
 )
 
@@ -38,7 +39,7 @@ func lifecycleCommands(env Env) []*cli.Command {
 					return cli.Exit(err, 1)
 				}
 				if c.Bool("json") {
-					return writeJSONOut(env.Stdout, res)
+					return cliout.JSON(env.Stdout, res)
 				}
 				fmt.Fprintf(env.Stdout, "deleted %s@%s (%d files, %d bytes); its content is freed by the next gc where no other package uses it\n",
 					name, version, res.Deleted.FileCount, res.Deleted.TotalBytes)
@@ -61,7 +62,7 @@ func lifecycleCommands(env Env) []*cli.Command {
 					return err
 				}
 				if c.Bool("json") {
-					writeJSONOut(env.Stdout, &rep)
+					cliout.JSON(env.Stdout, &rep)
 				} else {
 					lifecycle.PrintGC(env.Stdout, &rep)
 				}
@@ -86,7 +87,7 @@ func lifecycleCommands(env Env) []*cli.Command {
 						return err
 					}
 					if c.Bool("json") {
-						writeJSONOut(env.Stdout, &rep)
+						cliout.JSON(env.Stdout, &rep)
 					} else {
 						lifecycle.PrintRetention(env.Stdout, &rep)
 					}
@@ -107,7 +108,7 @@ func lifecycleCommands(env Env) []*cli.Command {
 					return err
 				}
 				if c.Bool("json") {
-					return writeJSONOut(env.Stdout, &rep)
+					return cliout.JSON(env.Stdout, &rep)
 				}
 				fmt.Fprintf(env.Stdout, "pruned %d events (%d bytes); the oldest available is seq %d\n", rep.Deleted, rep.Bytes, rep.Horizon)
 				if rep.Error != "" {

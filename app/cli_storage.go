@@ -1,11 +1,10 @@
 package app
 
 import (
-	"encoding/json"
+	"artifactstore/internal/cliout"
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -28,7 +27,7 @@ func storageCommand(env Env) *cli.Command {
 						return cli.Exit(err, 2)
 					}
 					if c.Bool("json") {
-						return writeJSONOut(env.Stdout, rep)
+						return cliout.JSON(env.Stdout, rep)
 					}
 					printStorage(env.Stdout, &rep)
 					return nil
@@ -56,10 +55,10 @@ func storageCommand(env Env) *cli.Command {
 					}
 					steps, ok := CheckBackend(c.Context, b)
 					if c.Bool("json") {
-						writeJSONOut(env.Stdout, map[string]any{"backend": id, "type": bc.Type, "target": backendTarget(bc), "ok": ok, "steps": steps})
+						cliout.JSON(env.Stdout, map[string]any{"backend": id, "type": bc.Type, "target": backendTarget(bc), "ok": ok, "steps": steps})
 					} else {
 						fmt.Fprintf(env.Stdout, "storage check of backend %s (%s, %s)\n", id, bc.Type, backendTarget(bc))
-						tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
+						tw := cliout.Table(env.Stdout)
 						for _, s := range steps {
 							res := "PASS"
 							if !s.OK {
@@ -83,7 +82,7 @@ func storageCommand(env Env) *cli.Command {
 }
 
 func printStorage(w io.Writer, rep *storageReport) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	tw := cliout.Table(w)
 	fmt.Fprintln(tw, "BACKEND\tTYPE\tTARGET\tBLOBS\tBYTES\tSTATUS\tHEALTH")
 	for _, b := range rep.Backends {
 		var st []string
@@ -121,8 +120,6 @@ func orAny(s string) string {
 	return s
 }
 
-func writeJSONOut(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
+// writeJSONOut is cliout.JSON, kept for callers on branches written before
+// it moved; new code calls cliout.JSON.
+var writeJSONOut = cliout.JSON

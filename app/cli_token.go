@@ -6,11 +6,11 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"artifactstore/internal/cliout"
 	"artifactstore/store"
 )
 
@@ -40,7 +40,7 @@ func (s *Service) adminTokenCreate(w http.ResponseWriter, r *http.Request) {
 	s.Log.Info("token created", "token_id", rec.ID, "name", rec.Name, "scope", rec.Scope, "producers", rec.Producers)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusCreated)
-	writeJSONOut(w, tokenCreated{Token: secret, Record: rec})
+	cliout.JSON(w, tokenCreated{Token: secret, Record: rec})
 }
 
 func (s *Service) adminTokenList(w http.ResponseWriter, r *http.Request) {
@@ -53,7 +53,7 @@ func (s *Service) adminTokenList(w http.ResponseWriter, r *http.Request) {
 		ts = []store.Token{}
 	}
 	w.Header().Set("Content-Type", "application/json")
-	writeJSONOut(w, ts)
+	cliout.JSON(w, ts)
 }
 
 func (s *Service) adminTokenRevoke(w http.ResponseWriter, r *http.Request) {
@@ -125,7 +125,7 @@ func tokenCommand(env Env) *cli.Command {
 						return cli.Exit(err, 1)
 					}
 					if c.Bool("json") {
-						return writeJSONOut(env.Stdout, tc)
+						return cliout.JSON(env.Stdout, tc)
 					}
 					fmt.Fprintln(env.Stdout, tc.Token)
 					fmt.Fprintf(env.Stderr, "token %s (%s scope) created; it is shown only now\n", tc.Record.ID, tc.Record.Scope)
@@ -146,9 +146,9 @@ func tokenCommand(env Env) *cli.Command {
 						return cli.Exit(err, 1)
 					}
 					if c.Bool("json") {
-						return writeJSONOut(env.Stdout, ts)
+						return cliout.JSON(env.Stdout, ts)
 					}
-					tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
+					tw := cliout.Table(env.Stdout)
 					fmt.Fprintln(tw, "ID\tNAME\tSCOPE\tPRODUCERS\tCREATED\tEXPIRES")
 					for _, t := range ts {
 						exp := "never"

@@ -18,6 +18,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
 
+	"artifactstore/internal/cliout"
 	"artifactstore/internal/verify"
 	"artifactstore/store"
 )
@@ -158,7 +159,7 @@ func runVerify(c *cli.Context, env Env, ids []string) error {
 		}
 	}
 	if c.Bool("json") {
-		writeJSONOut(env.Stdout, map[string]any{"mode": mode, "remote": conn.Remote, "reports": reports})
+		cliout.JSON(env.Stdout, map[string]any{"mode": mode, "remote": conn.Remote, "reports": reports})
 	}
 	if failed {
 		return cli.Exit("", exitFailures)

@@ -208,7 +208,7 @@ func (s snapshot) diff(o snapshot) string {
 	var out []string
 	for k, v := range o.counts {
 		if s.counts[k] != v {
-			out = append(out, fmt.Sprintf("bucket %s: %d -> %d records", k, s.counts[k], v))
+			out = append(out, fmt.Sprintf("bbolt bucket %s: %d -> %d records", k, s.counts[k], v))
 		}
 	}
 	for id, objs := range o.objects {
@@ -269,7 +269,7 @@ func errorsAs(err error, target **client.Error) bool {
 // their defaults. With the defaults a quick run starts at a random moment in
 // the first hour after start-up, so in a long suite it can land in the middle
 // of a test that counts events or objects (seen: TestE2ES3/versitygw
-// BadInputLeavesNothing, "bucket events: 14 -> 23"). Tests that exercise the
+// BadInputLeavesNothing, "bbolt bucket events: 14 -> 23"). Tests that exercise the
 // scheduler set their own intervals and keep them.
 func quietSchedules(cfg *Config) {
 	def, err := LoadConfig(LoadOptions{})

@@ -258,7 +258,7 @@ func e2eConflicts(t *testing.T, env *testEnv, rt e2eRoute, pfx string) {
 	// its object; the loser added nothing.
 	for _, k := range []string{"packages", "blobs", "storage_locations"} {
 		if after.counts[k] != before.counts[k]+1 {
-			t.Errorf("bucket %s: %d -> %d, want +1", k, before.counts[k], after.counts[k])
+			t.Errorf("bbolt bucket %s: %d -> %d, want +1", k, before.counts[k], after.counts[k])
 		}
 	}
 	if after.counts["upload_sessions"] != before.counts["upload_sessions"] || after.counts["upload_refs"] != before.counts["upload_refs"] {

@@ -193,7 +193,7 @@ func TestDownloadCacheControl(t *testing.T) {
 }
 
 // TestReadyzSaysOnlyWhichBackend (finding 6): /readyz needs no token, so it
-// names a backend that is down and nothing else (no endpoint, bucket or
+// names a backend that is down and nothing else (no endpoint, storage target or
 // error text); the details are in the log and in the authenticated
 // /v1/health. It uses the cached health: a burst of probes costs at most
 // a few backend checks.
@@ -209,7 +209,7 @@ backends:
   offline:
     type: s3
     endpoint_url: http://127.0.0.1:1
-    bucket: hidden-bucket-name
+    bucket: hidden-target-name
     access_key_ref: env:RDY_KEY
     secret_key_ref: env:RDY_SECRET
     max_retries: 1
@@ -224,7 +224,7 @@ routing:
 	if err := json.Unmarshal(body, &ready); err != nil || resp.StatusCode != 503 || ready.Down["offline"] != "down" || len(ready.Down) != 1 {
 		t.Fatalf("/readyz = %d %s", resp.StatusCode, body)
 	}
-	for _, leak := range []string{"127.0.0.1:1", "hidden-bucket-name", "connection refused", "dial"} {
+	for _, leak := range []string{"127.0.0.1:1", "hidden-target-name", "connection refused", "dial"} {
 		if strings.Contains(string(body), leak) {
 			t.Fatalf("/readyz reveals %q: %s", leak, body)
 		}

@@ -31,8 +31,8 @@ func TestTricklingUploadsDoNotStarvePublishers(t *testing.T) {
 		window     = 2 * time.Second
 		tricklers  = 64
 		publishers = 8
-		round      = 5 * time.Second
-		rounds     = 3
+		round      = 6 * time.Second
+		rounds     = 5 // the median of 5 rounds: on a shared 2-core machine one round's ratio varies by +-15%
 	)
 	cfg := strings.Replace(localConfig, "server:\n",
 		fmt.Sprintf("server:\n  max_concurrent_uploads: 64\n  min_body_rate: 1024\n  body_rate_window: %s\n  body_read_timeout: 60s\n", window), 1)

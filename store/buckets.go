@@ -38,8 +38,9 @@ var (
 	// location whose status is a failed verdict. Added by migration 7.
 	bucketFailedLocations = []byte("failed_locations")
 	// Listing indexes, kept by putPackage/deletePackage; each key ends in
-	// the package key name \x00 version, the value is empty. Added by
-	// migration 8.
+	// the package key name \x00 version, the value is the package's seq
+	// (8, big-endian; empty in entries written before it was kept there,
+	// which readers resolve through the package). Added by migration 8.
 	// bucketByProducer: producer \x00 name \x00 version.
 	bucketByProducer = []byte("packages_by_producer")
 	// bucketByRetention: retention class \x00 name \x00 version.

@@ -55,7 +55,7 @@ func putIndexes(tx *bolt.Tx, p *Package) error {
 	for name, keys := range indexKeys(p) {
 		b := tx.Bucket([]byte(name))
 		for _, k := range keys {
-			if err := b.Put(k, nil); err != nil {
+			if err := b.Put(k, u64(p.Seq)); err != nil {
 				return err
 			}
 		}
@@ -295,7 +295,7 @@ func putPackages(tx *bolt.Tx, pkgs []Package) error {
 		per[string(bucketRecent)] = append(per[string(bucketRecent)], kv{u64(p.Seq), recentValue(p)})
 		for name, keys := range indexKeys(p) {
 			for _, k := range keys {
-				per[name] = append(per[name], kv{k, nil})
+				per[name] = append(per[name], kv{k, u64(p.Seq)})
 			}
 		}
 	}

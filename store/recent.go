@@ -2,10 +2,13 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math"
+	"slices"
 	"sort"
 	"strings"
 
@@ -144,9 +147,10 @@ type NameQuery struct {
 	Cursor string
 	// Limit is the page size (at least 1).
 	Limit int
-	// MaxScan bounds the index entries one call reads; 0 means 20,000.
-	// A page that hits it ends early with Truncated set and a Next cursor
-	// that continues the scan, so one call costs the same at any size.
+	// MaxScan bounds the commit-order entries one call reads newest first
+	// (0 means 2,000). A page that is not full by then is answered from
+	// the narrowest index instead (see RecentNames), so it only decides
+	// which way is cheaper, never what is found.
 	MaxScan int
 }
 
@@ -167,11 +171,12 @@ type NamePage struct {
 	Names []NameSummary
 	// Next continues the listing; empty on the last page.
 	Next string
-	// Truncated says the scan stopped at MaxScan before the page was
-	// full; Next continues it.
-	Truncated bool
-	// Scanned counts the index entries read.
+	// Scanned counts the index entries read (commit-order entries, then
+	// listing or version index entries, about).
 	Scanned int
+	// Indexed says the page was answered from a listing or version index
+	// because the newest MaxScan packages did not fill it.
+	Indexed bool
 }
 
 func (f Filter) isZero() bool {
@@ -180,14 +185,24 @@ func (f Filter) isZero() bool {
 
 // RecentNames lists package names, newest first by the commit of their
 // newest matching version; each name appears once across all pages, at its
-// newest matching version.
+// newest matching version. Every page is complete: a match however far
+// back is found.
+//
+// It first reads the commit-order index newest first, which fills a page
+// after a few entries when matches are common. When MaxScan entries have
+// not filled the page, it answers from the narrowest of the listing
+// indexes (one per filter condition: label, producer, retention class) and
+// the version index (names with the prefix): it counts their entries,
+// reads every entry of the smallest, checks the other conditions on the
+// commit-order index and orders the matches by commit. Its cost grows with
+// the matches of the most selective condition, not with the store.
 func (s *Store) RecentNames(ctx context.Context, q NameQuery) (NamePage, error) {
 	var page NamePage
 	if q.Limit < 1 {
 		q.Limit = 1
 	}
 	if q.MaxScan <= 0 {
-		q.MaxScan = 20000
+		q.MaxScan = 2000
 	}
 	var start []byte
 	if q.Cursor != "" {
@@ -198,75 +213,235 @@ func (s *Store) RecentNames(ctx context.Context, q NameQuery) (NamePage, error) 
 		start = k
 	}
 	q.Filter.Name = ""
-	filtered := !q.Filter.isZero()
 	m := newMatcher(q.Filter)
-	prefix := []byte(q.NamePrefix)
 	err := s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketRecent).Cursor()
-		vc := tx.Bucket(bucketVersions).Cursor()
-		var k, v []byte
-		if start != nil {
-			c.Seek(start)
-			k, v = c.Prev()
-		} else {
-			k, v = c.Last()
+		full, err := scanRecent(ctx, tx, q, m, start, &page)
+		if err != nil || full {
+			return err
 		}
-		seen := map[string]bool{}
-		for ; k != nil; k, v = c.Prev() {
-			if page.Scanned == q.MaxScan {
-				// Cursors are exclusive: resume at k itself.
-				page.Truncated = true
-				page.Next = encodeCursor(u64(binary.BigEndian.Uint64(k) + 1))
-				return nil
-			}
-			page.Scanned++
-			if page.Scanned%1024 == 0 {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-			}
-			e, ok := parseRecent(v)
-			if !ok || !bytes.HasPrefix(e.name, prefix) || seen[string(e.name)] {
-				continue
-			}
-			seq := binary.BigEndian.Uint64(k)
-			var match *Package
-			if filtered && !m.matches(tx, e) {
-				continue
-			}
-			name := string(e.name)
-			if filtered {
-				if newerMatch(tx, vc, name, seq, m) {
-					continue // listed at its newer matching version
-				}
-				p, err := getPackage(tx, name, string(e.version))
-				if err != nil {
-					continue // deleted since: the index is a hint
-				}
-				match = p
-			} else if !isVersion(vc, name, seq) || hasNewer(vc, name, seq) {
-				continue // deleted since, or listed at its newer version
-			}
-			if len(page.Names) == q.Limit {
-				page.Next = encodeCursor(u64(lastSeq(page.Names)))
-				return nil
-			}
-			latest, count, err := latestOf(tx, vc, name)
-			if err != nil {
-				return err
-			}
-			if latest == nil {
-				continue
-			}
-			if match == nil {
-				match = latest
-			}
-			seen[name] = true
-			page.Names = append(page.Names, NameSummary{Name: name, Latest: latest, Match: match, Versions: count})
-		}
-		return nil
+		page.Names, page.Next, page.Indexed = nil, "", true
+		return fromIndex(ctx, tx, q, m, start, &page)
 	})
 	return page, err
+}
+
+// scanRecent fills page from the commit-order index, reading at most
+// q.MaxScan entries; full reports that the page is complete (full, or the
+// history ended).
+func scanRecent(ctx context.Context, tx *bolt.Tx, q NameQuery, m *matcher, start []byte, page *NamePage) (full bool, err error) {
+	filtered := !q.Filter.isZero()
+	prefix := []byte(q.NamePrefix)
+	c := tx.Bucket(bucketRecent).Cursor()
+	vc := tx.Bucket(bucketVersions).Cursor()
+	var k, v []byte
+	if start != nil {
+		c.Seek(start)
+		k, v = c.Prev()
+	} else {
+		k, v = c.Last()
+	}
+	seen := map[string]bool{}
+	for read := 0; k != nil; k, v = c.Prev() {
+		if read == q.MaxScan {
+			return false, nil
+		}
+		read++
+		page.Scanned++
+		if read%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return false, err
+			}
+		}
+		e, ok := parseRecent(v)
+		if !ok || !bytes.HasPrefix(e.name, prefix) || seen[string(e.name)] {
+			continue
+		}
+		seq := binary.BigEndian.Uint64(k)
+		var match *Package
+		if filtered && !m.matches(tx, e) {
+			continue
+		}
+		name := string(e.name)
+		if filtered {
+			if newerMatch(tx, vc, name, seq, m) {
+				continue // listed at its newer matching version
+			}
+			p, err := getPackage(tx, name, string(e.version))
+			if err != nil {
+				continue // deleted since: the index is a hint
+			}
+			match = p
+		} else if !isVersion(vc, name, seq) || hasNewer(vc, name, seq) {
+			continue // deleted since, or listed at its newer version
+		}
+		if len(page.Names) == q.Limit {
+			page.Next = encodeCursor(u64(lastSeq(page.Names)))
+			return true, nil
+		}
+		if err := addSummary(tx, vc, page, name, match); err != nil {
+			return false, err
+		}
+		seen[name] = true
+	}
+	return true, nil
+}
+
+// addSummary appends name to the page with its latest version and count;
+// match nil means the latest. A name whose versions are all gone is
+// skipped.
+func addSummary(tx *bolt.Tx, vc *bolt.Cursor, page *NamePage, name string, match *Package) error {
+	latest, count, err := latestOf(tx, vc, name)
+	if err != nil || latest == nil {
+		return err
+	}
+	if match == nil {
+		match = latest
+	}
+	page.Names = append(page.Names, NameSummary{Name: name, Latest: latest, Match: match, Versions: count})
+	return nil
+}
+
+// indexSource is one index RecentNames can answer from: the entries under
+// prefix in bucket, whose keys end in the package key name \x00 version
+// (strip leading bytes are not), or for the version index name \x00 seq.
+type indexSource struct {
+	bucket, prefix []byte
+	strip          int
+	versions       bool
+}
+
+// sources lists the indexes that hold every match of q: the version index
+// under the name prefix and one listing index per filter condition.
+func sources(q NameQuery) []indexSource {
+	out := []indexSource{{bucket: bucketVersions, prefix: []byte(q.NamePrefix), versions: true}}
+	add := func(b, p []byte) { out = append(out, indexSource{bucket: b, prefix: p, strip: len(p)}) }
+	for k, v := range q.Filter.Labels {
+		add(bucketByLabel, append(joinKey(k, v), 0))
+	}
+	if q.Filter.Producer != "" {
+		add(bucketByProducer, append([]byte(q.Filter.Producer), 0))
+	}
+	if q.Filter.RetentionClass != "" {
+		add(bucketByRetention, append([]byte(q.Filter.RetentionClass), 0))
+	}
+	return out
+}
+
+// narrowest returns the source with the fewest entries and their number,
+// stepping through all of them together so that it reads about as many
+// entries from each as the smallest holds.
+func narrowest(tx *bolt.Tx, srcs []indexSource) (indexSource, int) {
+	cs := make([]*bolt.Cursor, len(srcs))
+	keys := make([][]byte, len(srcs))
+	for i, src := range srcs {
+		cs[i] = tx.Bucket(src.bucket).Cursor()
+		keys[i], _ = cs[i].Seek(src.prefix)
+	}
+	for n := 0; ; n++ {
+		for i, src := range srcs {
+			if keys[i] == nil || !bytes.HasPrefix(keys[i], src.prefix) {
+				return src, n
+			}
+			keys[i], _ = cs[i].Next()
+		}
+	}
+}
+
+// indexMatch is one matching version found through an index.
+type indexMatch struct {
+	seq           uint64
+	name, version string
+}
+
+// fromIndex answers q from the narrowest source (see RecentNames).
+func fromIndex(ctx context.Context, tx *bolt.Tx, q NameQuery, m *matcher, start []byte, page *NamePage) error {
+	srcs := sources(q)
+	best, bestN := narrowest(tx, srcs)
+	page.Scanned += (len(srcs) + 1) * bestN
+	// Conditions the source does not decide are checked on each entry:
+	// the name prefix unless the source is the version index, and the
+	// filter unless it is the source's only condition.
+	checkPrefix := !best.versions && q.NamePrefix != ""
+	checkFilter := !q.Filter.isZero() && (best.versions || len(srcs) > 2)
+	prefix := []byte(q.NamePrefix)
+	recent := tx.Bucket(bucketRecent)
+	var matches []indexMatch
+	c := tx.Bucket(best.bucket).Cursor()
+	n := 0
+	for k, v := c.Seek(best.prefix); k != nil && bytes.HasPrefix(k, best.prefix); k, v = c.Next() {
+		if n++; n%4096 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		var im indexMatch
+		if best.versions {
+			if len(k) < 9 {
+				continue
+			}
+			im = indexMatch{seq: binary.BigEndian.Uint64(k[len(k)-8:]), name: string(k[:len(k)-9]), version: string(v)}
+		} else {
+			name, version, ok := bytes.Cut(k[best.strip:], []byte{0})
+			if !ok || checkPrefix && !bytes.HasPrefix(name, prefix) {
+				continue
+			}
+			im = indexMatch{name: string(name), version: string(version)}
+			if len(v) == 8 {
+				im.seq = binary.BigEndian.Uint64(v)
+			} else if p, err := getPackage(tx, im.name, im.version); err == nil {
+				im.seq = p.Seq // an entry written before the index kept seqs
+			} else {
+				continue
+			}
+		}
+		if checkFilter {
+			e, ok := parseRecent(recent.Get(u64(im.seq)))
+			if !ok || string(e.name) != im.name || string(e.version) != im.version {
+				e = recentEntry{name: []byte(im.name), version: []byte(im.version)}
+			}
+			if !m.matches(tx, e) {
+				continue
+			}
+		}
+		matches = append(matches, im)
+	}
+	slices.SortFunc(matches, func(a, b indexMatch) int { return cmp.Compare(b.seq, a.seq) })
+	var after uint64 = math.MaxUint64
+	if start != nil {
+		after = binary.BigEndian.Uint64(start)
+	}
+	vc := tx.Bucket(bucketVersions).Cursor()
+	seen := map[string]bool{}
+	for _, im := range matches {
+		if seen[im.name] {
+			continue
+		}
+		// The name's newest matching version that still exists decides
+		// its place; an index entry of a deleted version is a hint only.
+		if !isVersion(vc, im.name, im.seq) {
+			continue
+		}
+		seen[im.name] = true
+		if im.seq >= after {
+			continue // listed on an earlier page
+		}
+		var match *Package // nil: the name's latest version
+		if !q.Filter.isZero() {
+			p, err := getPackage(tx, im.name, im.version)
+			if err != nil {
+				continue
+			}
+			match = p
+		}
+		if len(page.Names) == q.Limit {
+			page.Next = encodeCursor(u64(lastSeq(page.Names)))
+			return nil
+		}
+		if err := addSummary(tx, vc, page, im.name, match); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func lastSeq(ns []NameSummary) uint64 { return ns[len(ns)-1].Match.Seq }

@@ -80,27 +80,11 @@ func TestRecentNames(t *testing.T) {
 	if fmt.Sprint(got) != "[api@1.1/1.1#2 webhooks@3/3#1 etl@0.1/0.1#1 web@1.1/1.1#2]" {
 		t.Fatalf("paged: %v", got)
 	}
-	// A scan bound of 2 entries: truncated pages continue to the end.
-	got = nil
-	cursor = ""
-	for i := 0; i < 10; i++ {
-		p, err := s.RecentNames(ctx, NameQuery{Limit: 10, MaxScan: 2, Cursor: cursor, Filter: Filter{Labels: map[string]string{"sha": "a"}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if p.Scanned > 2 {
-			t.Fatalf("scanned %d entries with MaxScan 2", p.Scanned)
-		}
-		got = append(got, names(p)...)
-		if cursor = p.Next; cursor == "" {
-			break
-		}
-		if !p.Truncated {
-			t.Fatalf("a page with Next but not truncated: %+v", p)
-		}
-	}
-	if fmt.Sprint(got) != "[etl@0.1/0.1#1 web@1.0/1.1#2]" {
-		t.Fatalf("truncated scans: %v", got)
+	// A scan bound of 1 entry: the page is answered from the label index,
+	// complete, in the same order.
+	p, err := s.RecentNames(ctx, NameQuery{Limit: 10, MaxScan: 1, Filter: Filter{Labels: map[string]string{"sha": "a"}}})
+	if err != nil || !p.Indexed || p.Next != "" || fmt.Sprint(names(p)) != "[etl@0.1/0.1#1 web@1.0/1.1#2]" {
+		t.Fatalf("from the index: %v %+v %v", err, p, names(p))
 	}
 	if _, err := s.RecentNames(ctx, NameQuery{Limit: 1, Cursor: "!!"}); err != ErrBadCursor {
 		t.Fatalf("bad cursor: %v", err)
@@ -251,5 +235,155 @@ func TestRecentNamesSkipsDeleted(t *testing.T) {
 		if fmt.Sprint(got) != want {
 			t.Errorf("filter %+v after a delete: %v, want %s", f, got, want)
 		}
+	}
+}
+
+// recentFixture publishes n packages (n/7+1 names, several versions each,
+// three producers, two classes, labels of varied rarity) in commit order,
+// and deletes a few.
+func recentFixture(t *testing.T, n int) *Store {
+	t.Helper()
+	s := openTest(t, filepath.Join(t.TempDir(), "r.db"))
+	ctx := context.Background()
+	var pkgs []Package
+	for i := 0; i < n; i++ {
+		p := Package{Name: fmt.Sprintf("%c%03d", 'a'+i%3, i%(n/7+1)), Version: fmt.Sprintf("v%d", i),
+			Producer: []string{"ci", "alice", "bob"}[i*7%3], RetentionClass: []string{"release", "nightly"}[i%2],
+			Labels: map[string]string{"team": fmt.Sprintf("t%d", i%4), "sha": fmt.Sprintf("%x", i*2654435761%4096)},
+			Files:  []File{{Path: "f", Size: 1, Digest: fmt.Sprintf("sha256:%064x", i), MediaType: "x/y", Backend: "local"}}}
+		if i%11 == 0 {
+			p.Labels["rare"] = "yes"
+		}
+		pkgs = append(pkgs, p)
+	}
+	if err := s.ImportPackages(ctx, pkgs, "local"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 5; i < n; i += 37 {
+		if err := s.db.Update(func(tx *bolt.Tx) error {
+			_, err := removePackage(tx, pkgs[i].Name, pkgs[i].Version)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s
+}
+
+// allNames pages through q with the given page size and returns every
+// name summary in order.
+func allNames(t *testing.T, s *Store, q NameQuery) (out []string, indexed bool) {
+	t.Helper()
+	for i := 0; ; i++ {
+		p, err := s.RecentNames(context.Background(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, names(p)...)
+		indexed = indexed || p.Indexed
+		if q.Cursor = p.Next; q.Cursor == "" {
+			return out, indexed
+		}
+		if i > 1000 {
+			t.Fatalf("%+v does not end", q)
+		}
+	}
+}
+
+// TestRecentNamesIndexMatchesScan: answering from the indexes (a scan bound
+// of one entry) lists exactly what reading every package newest first
+// lists, page by page, for every kind of search and page size.
+func TestRecentNamesIndexMatchesScan(t *testing.T) {
+	s := recentFixture(t, 400)
+	queries := []NameQuery{
+		{},
+		{NamePrefix: "b"},
+		{NamePrefix: "c01"},
+		{NamePrefix: "zz"},
+		{Filter: Filter{Producer: "alice"}},
+		{Filter: Filter{RetentionClass: "nightly"}},
+		{Filter: Filter{Labels: map[string]string{"team": "t1"}}},
+		{Filter: Filter{Labels: map[string]string{"rare": "yes"}}},
+		{Filter: Filter{Labels: map[string]string{"rare": "yes", "team": "t2"}, Producer: "bob"}},
+		{Filter: Filter{Labels: map[string]string{"sha": fmt.Sprintf("%x", 17*2654435761%4096)}}},
+		{NamePrefix: "a", Filter: Filter{Producer: "ci", RetentionClass: "release"}},
+		{NamePrefix: "a0", Filter: Filter{Labels: map[string]string{"rare": "yes"}}},
+		{Filter: Filter{Producer: "nobody"}},
+	}
+	for _, q := range queries {
+		for _, limit := range []int{1, 3, 50} {
+			q.Limit = limit
+			q.MaxScan = 1 << 30
+			want, indexed := allNames(t, s, q)
+			if indexed {
+				t.Fatalf("%+v: an unbounded scan used the index", q)
+			}
+			q.MaxScan = 1
+			got, indexed := allNames(t, s, q)
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("%+v limit %d:\nindex %v\nscan  %v", q.Filter, limit, got, want)
+			}
+			if len(want) > 1 && !indexed {
+				t.Errorf("%+v: MaxScan 1 never used the index", q)
+			}
+		}
+	}
+}
+
+// TestRecentNamesFindsOldMatch: a package matching a rare label far
+// behind the scan bound is on the first page, found through the label
+// index by reading about as many entries as the label has, and so are
+// matches of a rare name prefix.
+func TestRecentNamesFindsOldMatch(t *testing.T) {
+	s := recentFixture(t, 3000)
+	ctx := context.Background()
+	if err := s.ImportPackages(ctx, []Package{{Name: "zz-old", Version: "1", Producer: "ci", RetentionClass: "release",
+		Labels: map[string]string{"ticket": "OPS-1"}}}, "local"); err != nil {
+		t.Fatal(err)
+	}
+	var pkgs []Package
+	for i := 0; i < 3000; i++ {
+		pkgs = append(pkgs, Package{Name: fmt.Sprintf("new-%04d", i), Version: "1", Producer: "ci", RetentionClass: "release"})
+	}
+	if err := s.ImportPackages(ctx, pkgs, "local"); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []NameQuery{
+		{Limit: 50, MaxScan: 100, Filter: Filter{Labels: map[string]string{"ticket": "OPS-1"}}},
+		{Limit: 50, MaxScan: 100, Filter: Filter{Labels: map[string]string{"ticket": "OPS-1"}, Producer: "ci"}},
+		{Limit: 50, MaxScan: 100, NamePrefix: "zz"},
+	} {
+		p, err := s.RecentNames(ctx, q)
+		if err != nil || fmt.Sprint(names(p)) != "[zz-old@1/1#1]" || p.Next != "" {
+			t.Fatalf("%+v: %v %v next %q", q, err, names(p), p.Next)
+		}
+		if !p.Indexed || p.Scanned > 100+10 {
+			t.Errorf("%+v: read %d entries (indexed %v), want the 100 newest and a few index entries", q, p.Scanned, p.Indexed)
+		}
+	}
+}
+
+// TestRecentNamesOldIndexValues: listing-index entries written before they
+// carried the package's seq (empty values) still answer correctly.
+func TestRecentNamesOldIndexValues(t *testing.T) {
+	s := recentFixture(t, 200)
+	q := NameQuery{Limit: 7, Filter: Filter{Labels: map[string]string{"rare": "yes"}}}
+	q.MaxScan = 1 << 30
+	want, _ := allNames(t, s, q)
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		for _, name := range indexBuckets {
+			b := tx.Bucket(name)
+			if err := b.ForEach(func(k, _ []byte) error { return b.Put(k, nil) }); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	q.MaxScan = 1
+	got, indexed := allNames(t, s, q)
+	if !indexed || len(want) < 2 || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("old index values: %v (indexed %v), want %v", got, indexed, want)
 	}
 }

@@ -1,8 +1,8 @@
 package store
 
 import (
+	"bytes"
 	"context"
-	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -89,37 +89,39 @@ func (s *Store) RecordRepair(ctx context.Context, digest, backend, session strin
 // putLocation (store/locations.go) keeps the counters and the failed index.
 
 // PackagesHolding returns, for each of digests, up to limit packages
-// ("name@version") that have a file with that content. It scans every
-// package, so callers use it for the few failed locations an operator
-// must act on, not on a hot path.
+// ("name@version", in name and version order) that have a file with that
+// content. It reads the content references (package_refs) of those
+// digests only, so its cost does not grow with the store.
 func (s *Store) PackagesHolding(ctx context.Context, digests []string, limit int) (map[string][]string, error) {
 	out := map[string][]string{}
 	if len(digests) == 0 {
 		return out, nil
 	}
-	want := map[string]bool{}
-	for _, d := range digests {
-		want[d] = true
-	}
 	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketPackages).ForEach(func(k, v []byte) error {
+		pkgs := tx.Bucket(bucketPackages)
+		c := tx.Bucket(bucketPackageRefs).Cursor()
+		for _, d := range digests {
+			if _, done := out[d]; done {
+				continue
+			}
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			var p Package
-			if err := decode(v, &p); err != nil {
-				return err
-			}
-			for _, f := range p.Files {
-				if want[f.Digest] && len(out[f.Digest]) < limit {
-					id := p.Name + "@" + p.Version
-					if !slices.Contains(out[f.Digest], id) {
-						out[f.Digest] = append(out[f.Digest], id)
-					}
+			var ids []string
+			prefix := append([]byte(d), 0)
+			for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(ids) < limit; k, _ = c.Next() {
+				pk := k[len(prefix):]
+				if pkgs.Get(pk) == nil {
+					continue // db check reports a reference to no package
 				}
+				name, version, _ := bytes.Cut(pk, []byte{0})
+				ids = append(ids, string(name)+"@"+string(version))
 			}
-			return nil
-		})
+			if len(ids) > 0 {
+				out[d] = ids
+			}
+		}
+		return nil
 	})
 	return out, err
 }

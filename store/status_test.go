@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -219,5 +220,33 @@ func TestCommitNeverClearsAFailure(t *testing.T) {
 		if err != nil || res.Created {
 			t.Fatalf("commit after the repair: created %v, %v", res.Created, err)
 		}
+	}
+}
+
+// TestPackagesHolding: the packages holding a content, in name and version
+// order up to the limit, found through the content references; a digest no
+// package holds has no entry.
+func TestPackagesHolding(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "h.db"))
+	ctx := context.Background()
+	shared, own := fmt.Sprintf("sha256:%064x", 1), fmt.Sprintf("sha256:%064x", 2)
+	var pkgs []Package
+	for _, id := range []string{"web@2", "api@1", "web@1", "etl@9"} {
+		name, version, _ := strings.Cut(id, "@")
+		files := []File{{Path: "a", Size: 1, Digest: shared, MediaType: "x/y", Backend: "local"}}
+		if id == "etl@9" {
+			files = []File{{Path: "b", Size: 1, Digest: own, MediaType: "x/y", Backend: "local"}}
+		}
+		pkgs = append(pkgs, Package{Name: name, Version: version, Producer: "ci", RetentionClass: "r", Files: files})
+	}
+	if err := s.ImportPackages(ctx, pkgs, "local"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.PackagesHolding(ctx, []string{shared, own, "sha256:none", shared}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != fmt.Sprintf("map[%s:[api@1 web@1] %s:[etl@9]]", shared, own) {
+		t.Fatalf("holding: %v", got)
 	}
 }

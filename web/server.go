@@ -264,7 +264,7 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 
 // readyz answers whether the database and every backend can serve. It
 // names a backend that is down and nothing more: the probe needs no token,
-// so error texts (endpoints, bucket names) go to the log and to the
+// so error texts (endpoints, storage target names) go to the log and to the
 // authenticated GET /v1/health. Backend health comes from the registry's
 // short-lived cache, so a flood of probes does not become a flood of
 // backend requests.

@@ -60,9 +60,9 @@ func streamAfter(r *http.Request) (uint64, error) {
 
 // eventStream serves GET /v1/events/stream as Server-Sent Events: every
 // event with seq > after, then each new one as soon as its transaction
-// commits. Each event is one SSE message whose id is the sequence and whose
-// data is the event's JSON (one line); a comment line keeps idle
-// connections alive.
+// commits. Each event is one message of the stream whose id is the
+// sequence and whose data is the event's JSON (one line); a comment line
+// keeps idle connections alive.
 func (s *Server) eventStream(w http.ResponseWriter, r *http.Request) {
 	after, err := streamAfter(r)
 	if err != nil {

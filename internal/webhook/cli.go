@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"artifactstore/internal/cliout"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -8,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -73,7 +73,7 @@ func Command(e CLI) *cli.Command {
 						return cli.Exit(err, 1)
 					}
 					if c.Bool("json") {
-						return printJSON(e.Stdout, out)
+						return cliout.JSON(e.Stdout, out)
 					}
 					fmt.Fprintf(e.Stdout, "webhook %s added: %s, starting after event %d\n", out.Subscription.ID, out.Subscription.URL, out.Subscription.Cursor)
 					if out.Secret != "" {
@@ -96,9 +96,9 @@ func Command(e CLI) *cli.Command {
 						return cli.Exit(err, 1)
 					}
 					if c.Bool("json") {
-						return printJSON(e.Stdout, sts)
+						return cliout.JSON(e.Stdout, sts)
 					}
-					tw := tabwriter.NewWriter(e.Stdout, 0, 0, 2, ' ', 0)
+					tw := cliout.Table(e.Stdout)
 					fmt.Fprintln(tw, "ID\tURL\tTYPES\tCURSOR\tLAG\tSTATE\tLOST")
 					for _, s := range sts {
 						state := "ok"
@@ -159,10 +159,4 @@ func Command(e CLI) *cli.Command {
 			},
 		},
 	}
-}
-
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }

@@ -82,8 +82,6 @@ type packagesData struct {
 	Filtered                      bool
 	Rows                          []pkgRow
 	Next                          string
-	Truncated                     bool
-	Scanned                       int
 	Error                         string
 	Cursor                        string
 }
@@ -159,7 +157,7 @@ func (u *UI) packagesPage(w http.ResponseWriter, r *http.Request, v *viewer) {
 		d.Rows = append(d.Rows, pkgRow{Name: n.Name, Latest: n.Latest, Match: n.Match, Versions: n.Versions,
 			Size: totalSize(n.Latest), Copies: countCopies(files, locs)})
 	}
-	d.Next, d.Truncated, d.Scanned = res.Next, res.Truncated, res.Scanned
+	d.Next = res.Next
 	u.render(w, r, v, http.StatusOK, "packages", "Packages", d)
 }
 
@@ -491,7 +489,9 @@ type healthData struct {
 	Backends    []backendHealth
 	Failed      []failedRow
 	FailedTotal int
-	Extra       []extraSection
+	// Action is the document's advice when locations failed.
+	Action string
+	Extra  []extraSection
 }
 
 func (u *UI) healthPage(w http.ResponseWriter, r *http.Request, v *viewer) {
@@ -507,7 +507,7 @@ func (u *UI) healthPage(w http.ResponseWriter, r *http.Request, v *viewer) {
 	}
 	var d healthData
 	var failed []store.Location
-	known := map[string]any{"status": &d.Status, "backends": &d.Backends, "failed_locations": &failed, "failed_total": &d.FailedTotal}
+	known := map[string]any{"status": &d.Status, "backends": &d.Backends, "failed_locations": &failed, "failed_total": &d.FailedTotal, "action": &d.Action}
 	var extraKeys []string
 	for k, val := range doc {
 		if dst, ok := known[k]; ok {
@@ -543,12 +543,17 @@ func (u *UI) healthPage(w http.ResponseWriter, r *http.Request, v *viewer) {
 
 // Events page.
 
+// eventTypes are the types the filter offers: the store's own events,
+// including integrity (failed, verified, repaired locations) and runs.
 var eventTypes = []string{
 	store.EventPackageCreated,
 	store.EventPackageDeleted,
 	store.EventLocationCreated,
-	"v1.storage.location_verified",
-	"v1.storage.location_failed",
+	store.EventLocationVerified,
+	store.EventLocationFailed,
+	store.EventLocationRepaired,
+	store.EventLocationDeleted,
+	store.EventVerificationRunCompleted,
 }
 
 type eventRow struct {

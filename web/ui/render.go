@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"artifactstore/store"
 )
@@ -41,6 +43,7 @@ func parsePages(now func() time.Time) (map[string]*template.Template, error) {
 		"deref64":   func(n *int64) int64 { return *n },
 		"join":      strings.Join,
 		"plural":    plural,
+		"sentence":  sentence,
 		"queryEsc":  url.QueryEscape,
 		"hasPrefix": strings.HasPrefix,
 	}
@@ -146,6 +149,19 @@ func relTime(t, now time.Time) string {
 		return "in " + s
 	}
 	return s + " ago"
+}
+
+// sentence starts s with a capital letter and ends it with a full stop.
+func sentence(s string) string {
+	if s == "" {
+		return s
+	}
+	r, n := utf8.DecodeRuneInString(s)
+	s = string(unicode.ToUpper(r)) + s[n:]
+	if !strings.HasSuffix(s, ".") {
+		s += "."
+	}
+	return s
 }
 
 func plural(n int, unit string) string {

@@ -96,3 +96,11 @@ func TestShellQuote(t *testing.T) {
 		}
 	}
 }
+
+func TestSentence(t *testing.T) {
+	for in, want := range map[string]string{"": "", "failed locations are never served": "Failed locations are never served.", "ok.": "Ok.", "éa": "Éa."} {
+		if got := sentence(in); got != want {
+			t.Errorf("sentence(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

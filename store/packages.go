@@ -273,9 +273,10 @@ func (s *Store) ImportPackages(ctx context.Context, pkgs []Package, backend stri
 		blobs := tx.Bucket(bucketBlobs)
 		// A bulk load fills the pages it writes to 90% (bbolt splits at
 		// 50% by default, which suits random single inserts).
-		for _, name := range append([][]byte{bucketBlobs, bucketVersions, bucketPackages}, indexBuckets...) {
+		for _, name := range append([][]byte{bucketBlobs, bucketVersions, bucketPackages, bucketPackageRefs}, indexBuckets...) {
 			tx.Bucket(name).FillPercent = bulkFillPercent
 		}
+		tx.Bucket(bucketRecent).FillPercent = appendFillPercent
 		setLocationsFill(tx, bulkFillPercent)
 		now := s.now().UTC()
 		newBlobs := map[string]int64{}

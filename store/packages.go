@@ -111,7 +111,7 @@ func (s *Store) GetBlob(ctx context.Context, digest string) (*Blob, error) {
 		if v == nil {
 			return fmt.Errorf("blob %s: %w", digest, ErrNotFound)
 		}
-		return decode(v, &b)
+		return decodeBlobKV([]byte(digest), v, &b)
 	})
 	if err != nil {
 		return nil, err
@@ -300,7 +300,7 @@ func (s *Store) ImportPackages(ctx context.Context, pkgs []Package, backend stri
 		}
 		digests := slices.Sorted(maps.Keys(newBlobs))
 		for _, d := range digests {
-			v, err := encode(Blob{Digest: d, Size: newBlobs[d], CreatedAt: now})
+			v, err := encodeBlob(Blob{Digest: d, Size: newBlobs[d], CreatedAt: now})
 			if err != nil {
 				return err
 			}

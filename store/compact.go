@@ -6,7 +6,8 @@ import (
 )
 
 // Records whose key already holds some of their fields are stored without
-// them (migration 9): a location's key is digest \x00 backend, a blob's key
+// them (the migration "blob and location values without the fields their
+// key holds"): a location's key is digest \x00 backend, a blob's key
 // is its digest. Readers fill them back from the key, so values written
 // before (which carry the fields) read the same.
 

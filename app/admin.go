@@ -48,6 +48,8 @@ func (s *Service) adminRoutes() map[string]http.Handler {
 		"GET /v1/admin/backup":         http.HandlerFunc(s.adminBackup),
 		"GET /v1/admin/db/check":       http.HandlerFunc(s.adminDBCheck),
 		"POST /v1/admin/db/repair":     http.HandlerFunc(s.adminDBRepair),
+		"POST /v1/admin/snapshots":     http.HandlerFunc(s.adminSnapshot),
+		"GET /v1/admin/snapshots":      http.HandlerFunc(s.adminSnapshots),
 		"GET /v1/admin/tokens":         http.HandlerFunc(s.adminTokenList),
 		"POST /v1/admin/tokens":        http.HandlerFunc(s.adminTokenCreate),
 		"DELETE /v1/admin/tokens/{id}": http.HandlerFunc(s.adminTokenRevoke),

@@ -119,7 +119,7 @@ func NewCLI(env Env) *cli.App {
 					return nil
 				},
 			},
-		}, append(append(append(dbCommands(env), tokenCommand(env), webhookCommand(env)), clientCommands(env)...), lifecycleCommands(env)...)...),
+		}, append(append(append(dbCommands(env), recoverCommand(env), tokenCommand(env), webhookCommand(env)), clientCommands(env)...), lifecycleCommands(env)...)...),
 	}
 	finishCommands(a)
 	return a

@@ -46,13 +46,18 @@ type dbCheckResult struct {
 // (location counters, failed-location index, listing indexes) from the
 // records they derive from, then check again.
 func (s *Service) adminDBRepair(w http.ResponseWriter, r *http.Request) {
-	before, err := s.Store.Check(r.Context(), s.Registry.BackendIDs(), 1000)
+	before, err := s.dbCheck(r.Context())
 	if err == nil {
 		err = s.Store.Repair(r.Context())
 	}
+	if err == nil {
+		// Rewrites the manifest records that are missing, differ or were
+		// tampered with, from the database.
+		_, err = s.Recovery.Repair(r.Context(), before)
+	}
 	var after []store.Problem
 	if err == nil {
-		after, err = s.Store.Check(r.Context(), s.Registry.BackendIDs(), 1000)
+		after, err = s.dbCheck(r.Context())
 	}
 	if err != nil {
 		adminError(w, http.StatusInternalServerError, "internal", err.Error())
@@ -71,8 +76,24 @@ func (s *Service) adminDBRepair(w http.ResponseWriter, r *http.Request) {
 	cliout.JSON(w, dbCheckResult{OK: len(after) == 0, Problems: after, Repaired: repaired})
 }
 
+// dbCheck is the database's own check followed by the comparison with the
+// manifest records in the backends (after writing what the outbox holds).
+func (s *Service) dbCheck(ctx context.Context) ([]store.Problem, error) {
+	problems, err := s.Store.Check(ctx, s.Registry.BackendIDs(), 1000)
+	if err != nil {
+		return nil, err
+	}
+	fctx, cancel := context.WithTimeout(ctx, recordsFlushTimeout)
+	defer cancel()
+	if err := s.Recovery.Flush(fctx); err != nil {
+		s.Log.Warn("db check: writing pending manifest records failed; they are compared as they are", "err", err)
+	}
+	more, err := s.Recovery.Compare(ctx, 1000-len(problems))
+	return append(problems, more...), err
+}
+
 func (s *Service) adminDBCheck(w http.ResponseWriter, r *http.Request) {
-	problems, err := s.Store.Check(r.Context(), s.Registry.BackendIDs(), 1000)
+	problems, err := s.dbCheck(r.Context())
 	if err != nil {
 		adminError(w, http.StatusInternalServerError, "internal", err.Error())
 		return
@@ -88,8 +109,17 @@ func dbCommands(env Env) []*cli.Command {
 	backup := &cli.Command{
 		Name:  "backup",
 		Usage: "write a consistent copy of the registry database (works while the service runs)",
-		Flags: []cli.Flag{configFlag(), &cli.StringFlag{Name: "out", Required: true, Usage: "backup `FILE` to write"}},
+		Flags: []cli.Flag{configFlag(), jsonFlag, &cli.StringFlag{Name: "out", Usage: "backup `FILE` to write"},
+			&cli.StringFlag{Name: "to-backend", Usage: "write a snapshot into backend `ID` instead (verified after writing; the last snapshots.keep are kept)"}},
 		Action: func(c *cli.Context) error {
+			switch {
+			case c.String("to-backend") != "" && c.String("out") != "":
+				return cli.Exit(&UsageError{Msg: "give --out FILE or --to-backend ID, not both"}, 2)
+			case c.String("to-backend") != "":
+				return backupToBackend(c, env, c.String("to-backend"))
+			case c.String("out") == "":
+				return cli.Exit(&UsageError{Msg: "give --out FILE (a backup file) or --to-backend ID (a snapshot into a backend)"}, 2)
+			}
 			cfg, err := loadFromCLI(c, env, nil)
 			if err != nil {
 				return cli.Exit(err, 2)
@@ -134,9 +164,9 @@ func dbCommands(env Env) []*cli.Command {
 		Usage: "registry database maintenance",
 		Subcommands: []*cli.Command{{
 			Name:  "check",
-			Usage: "check bbolt's consistency and the registry's invariants; exit 1 if anything is wrong",
+			Usage: "check bbolt's consistency and the registry's invariants, and compare the database with the manifest records in the backends; exit 1 if anything is wrong",
 			Flags: []cli.Flag{configFlag(), jsonFlag, &cli.BoolFlag{Name: "repair",
-				Usage: "rebuild the derived records (location counters, failed-location index, listing indexes, package content references) from the records they derive from, then check"}},
+				Usage: "rebuild the derived records (location counters, failed-location index, listing indexes, package content references) from the records they derive from, rewrite manifest records in the backends that are missing, differ or were tampered with, then check"}},
 			Action: func(c *cli.Context) error {
 				var res dbCheckResult
 				var cfg *Config

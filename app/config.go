@@ -52,6 +52,8 @@ type Config struct {
 	GC        GCConfig        `koanf:"gc" yaml:"gc"`
 	Events    EventsConfig    `koanf:"events" yaml:"events"`
 	Webhooks  webhook.Config  `koanf:"webhooks" yaml:"webhooks"`
+	// Snapshots of the database into a backend (internal/recovery).
+	Snapshots SnapshotsConfig `koanf:"snapshots" yaml:"snapshots"`
 }
 
 // CleanupConfig drives the removal of what interrupted work leaves behind
@@ -606,6 +608,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	if err := c.validateLifecycle(); err != nil {
+		return err
+	}
+	if err := c.validateSnapshots(); err != nil {
 		return err
 	}
 	if err := c.Webhooks.Validate(); err != nil {

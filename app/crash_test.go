@@ -355,7 +355,7 @@ func strayFiles(root, prefix string) string {
 			return nil
 		}
 		rel, _ := filepath.Rel(root, p)
-		if _, ok := backends.ParseObjectKey(prefix, filepath.ToSlash(rel)); !ok {
+		if _, ok := backends.ParseObjectKey(prefix, filepath.ToSlash(rel)); !ok && !isRecordFile(root, p) {
 			stray = append(stray, rel)
 		}
 		return nil

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"artifactstore/internal/lifecycle"
+	"artifactstore/internal/recovery"
 	"artifactstore/internal/verify"
 	"artifactstore/internal/webhook"
 	"artifactstore/store"
@@ -29,6 +30,10 @@ type healthDocument struct {
 	// Webhooks: every subscription's position, lag and failure state; a
 	// failing one makes the status "degraded".
 	Webhooks []webhook.Status `json:"webhooks"`
+	// Recovery: manifest records still to be written and the last
+	// database snapshot; a failed last snapshot makes the status
+	// "degraded".
+	Recovery *recovery.Status `json:"recovery,omitempty"`
 }
 
 type backendHealth struct {
@@ -104,6 +109,12 @@ func (s *Service) health(ctx context.Context) (*healthDocument, error) {
 	}
 	if doc.Lifecycle, err = s.Lifecycle.Status(ctx); err != nil {
 		return nil, err
+	}
+	if doc.Recovery, err = s.Recovery.Status(ctx); err != nil {
+		return nil, err
+	}
+	if doc.Recovery.LastSnapshotError != "" {
+		doc.Status = "degraded"
 	}
 	return doc, nil
 }

@@ -171,16 +171,39 @@ func TestKillBetweenUploadAndCommitLeavesNothing(t *testing.T) {
 	}
 }
 
+// countFiles counts the files under root: content objects and temporary
+// files, not the manifest records and snapshots internal/recovery keeps
+// beside the content.
 func countFiles(t testing.TB, root string) int {
 	t.Helper()
 	n := 0
-	filepath.Walk(root, func(_ string, fi os.FileInfo, err error) error {
-		if err == nil && fi.Mode().IsRegular() {
+	filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() && !isRecordFile(root, p) {
 			n++
 		}
 		return nil
 	})
 	return n
+}
+
+// isRecordFile reports whether p (under a local backend's root) is a
+// manifest record (<prefix>/packages/<name>/<version>.json) or a database
+// snapshot (<prefix>/snapshots/<file>).
+func isRecordFile(root, p string) bool {
+	rel, err := filepath.Rel(root, p)
+	if err != nil {
+		return false
+	}
+	segs := strings.Split(filepath.ToSlash(rel), "/")
+	for i := 0; i < len(segs) && i <= 1; i++ {
+		switch {
+		case segs[i] == "packages" && len(segs) == i+3 && strings.HasSuffix(segs[i+2], ".json"):
+			return true
+		case segs[i] == "snapshots" && len(segs) == i+2:
+			return true
+		}
+	}
+	return false
 }
 
 func TestSecondProcessFailsOnDatabaseLock(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 	"artifactstore/backends/s3"
 	"artifactstore/internal/cleanup"
 	"artifactstore/internal/lifecycle"
+	"artifactstore/internal/recovery"
 	"artifactstore/internal/registry"
 	"artifactstore/internal/verify"
 	"artifactstore/internal/webhook"
@@ -106,6 +107,9 @@ type Service struct {
 	Lifecycle *lifecycle.Manager
 	// Webhooks delivers events to subscribed receivers.
 	Webhooks *webhook.Manager
+	// Recovery keeps the manifest records in the backends and writes
+	// database snapshots into one.
+	Recovery *recovery.Manager
 	// Metrics is this service's own Prometheus registry (no globals).
 	Metrics *prometheus.Registry
 }
@@ -202,7 +206,9 @@ func NewService(ctx context.Context, cfg *Config, log *slog.Logger) (*Service, e
 			return err
 		},
 	})
-	svc := &Service{Config: cfg, Log: log, Store: st, Backends: bs, Registry: reg, API: api, Verify: engine, Metrics: metrics, Lifecycle: life, Webhooks: hooks}
+	rec := recovery.New(st, bs, recovery.Options{Logger: log, Step: recoveryKillAt(), Metrics: recovery.NewMetrics(metrics)})
+	metrics.MustRegister(newRecoveryCollector(rec))
+	svc := &Service{Config: cfg, Log: log, Store: st, Backends: bs, Registry: reg, API: api, Verify: engine, Metrics: metrics, Lifecycle: life, Webhooks: hooks, Recovery: rec}
 	api.Handle("GET /v1/health", store.ScopeRead, http.HandlerFunc(svc.healthDoc))
 	api.Handle("GET /metrics", web.ScopeOpen, metricsHandler(metrics))
 	// The admin endpoints are on the public API too, for an admin token;
@@ -292,6 +298,16 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 		defer close(webhooksDone)
 		s.Webhooks.Run(baseCtx)
 	}()
+	recordsDone := make(chan struct{})
+	go func() {
+		defer close(recordsDone)
+		s.runRecovery(baseCtx)
+	}()
+	snapshotsDone := make(chan struct{})
+	go func() {
+		defer close(snapshotsDone)
+		s.runSnapshots(baseCtx)
+	}()
 	errc := make(chan error, 1)
 	go func() {
 		if s.Config.Server.TLSCertFile != "" {
@@ -347,6 +363,8 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	<-cleanupDone
 	<-lifecycleDone
 	<-webhooksDone // delivery positions are saved
+	<-recordsDone  // records of the last commits are written (or left in the outbox)
+	<-snapshotsDone
 	// Sessions of cancelled uploads are dropped with their staged data.
 	if _, serr := s.Registry.SweepSessions(context.WithoutCancel(ctx), true); serr != nil {
 		s.Log.Warn("dropping open upload sessions at shutdown failed", "err", serr)

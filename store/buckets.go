@@ -73,6 +73,11 @@ var (
 	// every package with what listings filter on. Scanned backwards to
 	// list packages newest first (the web UI). Added by migration 6.
 	bucketRecent = []byte("packages_by_seq")
+	// bucketRecordOutbox: name \x00 version -> generation(8) flags(1). A
+	// package whose manifest records in the backends must follow a commit
+	// or delete; written in that transaction, removed once the records
+	// are written (outbox.go). Added by migration 9.
+	bucketRecordOutbox = []byte("record_outbox")
 )
 
 var keySchemaVersion = []byte("schema_version")
@@ -82,7 +87,8 @@ func allBuckets() [][]byte {
 	return append(v1Buckets(), bucketVerifyState, bucketTokens,
 		bucketPackageRefs, bucketGCIntents, bucketOrphans, bucketLifecycle, bucketWebhooks, bucketRecent,
 		bucketLocationCounts, bucketFailedLocations,
-		bucketByProducer, bucketByRetention, bucketByLabel)
+		bucketByProducer, bucketByRetention, bucketByLabel,
+		bucketRecordOutbox)
 }
 
 // v1Buckets are the buckets migration 1 created; never change this list.

@@ -192,6 +192,9 @@ func (s *Store) deletePackage(tx *bolt.Tx, name, version string, d Deletion) (*P
 	if err := s.appendEvent(tx, EventPackageDeleted, name+"@"+version, ev); err != nil {
 		return nil, err
 	}
+	if err := markRecord(tx, name, version, true); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 

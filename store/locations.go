@@ -22,7 +22,13 @@ import (
 
 // putLocation writes l (new or changed) and adjusts the counters and the
 // failed-location index by the difference from the record it replaces.
-func putLocation(tx *bolt.Tx, l *Location) error {
+// A new location marks the packages its backend now holds entirely in
+// the record outbox (markNewHolder).
+func putLocation(tx *bolt.Tx, l *Location) error { return putLocationMarking(tx, l, true) }
+
+// putLocationMarking is putLocation; mark false skips the record outbox
+// (recovery, which knows which records exist, marks what it must).
+func putLocationMarking(tx *bolt.Tx, l *Location, mark bool) error {
 	b := tx.Bucket(bucketLocations)
 	k := joinKey(l.Digest, l.Backend)
 	old, err := decodeLocation(k, b.Get(k))
@@ -35,6 +41,13 @@ func putLocation(tx *bolt.Tx, l *Location) error {
 	}
 	if err := b.Put(k, v); err != nil {
 		return err
+	}
+	if old == nil && mark {
+		// A backend that now holds all of a package gets its manifest
+		// record too (copies).
+		if err := markNewHolder(tx, l.Digest, l.Backend); err != nil {
+			return err
+		}
 	}
 	return adjustDerived(tx, old, l)
 }

@@ -192,6 +192,7 @@ var migrations = []migration{
 	{name: "add listing indexes by producer, retention class and label", up: func(tx *bolt.Tx) error {
 		return rebuildPackageIndexes(noCancel{}, tx)
 	}},
+	{name: "add the manifest record outbox", up: migrateRecordOutbox},
 	// Nothing to rewrite: values written before keep their copies of the
 	// key's fields and read the same (compact.go); the version keeps older
 	// binaries, which would read a new value without them, away.

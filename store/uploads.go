@@ -329,6 +329,9 @@ func (s *Store) Commit(ctx context.Context, id string, stored []string) (CommitR
 		if err := s.appendEvent(tx, EventPackageCreated, pkg.Name+"@"+pkg.Version, packageEventData(&pkg)); err != nil {
 			return err
 		}
+		if err := markRecord(tx, pkg.Name, pkg.Version, false); err != nil {
+			return err
+		}
 		refs, err := deleteSession(tx, id)
 		if err != nil {
 			return err

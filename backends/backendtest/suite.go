@@ -34,6 +34,9 @@ type Options struct {
 	// without any check: how the suite makes a corrupted object for the
 	// Replace cases. Required.
 	Overwrite func(t *testing.T, b backends.Backend, d digest.Digest, raw []byte)
+	// NoRecords lets a backend without backends.RecordStore skip the
+	// record cases; without it such a backend fails the suite.
+	NoRecords bool
 }
 
 // Constructor returns an empty backend for one subtest.
@@ -69,6 +72,7 @@ func Run(t *testing.T, newBackend Constructor, opts Options) {
 	t.Run("ReplaceOfAbsentObjectStoresIt", s.replaceAbsent)
 	t.Run("FailedReplaceKeepsOldObject", s.failedReplace)
 	t.Run("ConcurrentReplacesAndReads", s.concurrentReplace)
+	s.runRecords(t)
 }
 
 type suite struct {
@@ -84,6 +88,11 @@ func (s *suite) fresh(t *testing.T) backends.Backend {
 		left := walkAll(t, b)
 		if len(left) > 0 {
 			t.Errorf("backend %s: %d objects left behind after the test", b.ID(), len(left))
+		}
+		if rs, ok := backends.AsRecordStore(b); ok {
+			if names := listRecords(t, rs, ""); len(names) > 0 {
+				t.Errorf("backend %s: %d records left behind after the test: %v", b.ID(), len(names), names)
+			}
 		}
 	})
 	return b

@@ -126,8 +126,12 @@ func (b *Backend) Replace(ctx context.Context, d digest.Digest, size int64, body
 // write streams body through the verifier into a temp file in the temp
 // directory (from 4 MiB on, hashing on another core while reading and
 // writing: digest.CopyVerified), fsyncs it and renames it into place.
-func (b *Backend) write(ctx context.Context, d digest.Digest, size int64, body io.Reader) (err error) {
-	final := b.Path(d)
+func (b *Backend) write(ctx context.Context, d digest.Digest, size int64, body io.Reader) error {
+	return b.writeFile(ctx, b.Path(d), d, size, body)
+}
+
+// writeFile writes final as write describes (content objects and records).
+func (b *Backend) writeFile(ctx context.Context, final string, d digest.Digest, size int64, body io.Reader) (err error) {
 	dir := filepath.Dir(final)
 	if err := b.mkdirDurable(dir); err != nil {
 		return fmt.Errorf("local put %s: %w", d, err)

@@ -33,7 +33,9 @@ func (b *Backend) openUploads(ctx context.Context) ([]openUpload, error) {
 		if u.Err != nil {
 			return nil, b.mapErr("list incomplete multipart uploads", prefix, u.Err)
 		}
-		if _, ok := backends.ParseObjectKey(b.prefix, u.Key); !ok {
+		_, content := backends.ParseObjectKey(b.prefix, u.Key)
+		_, record := backends.ParseRecordKey(b.prefix, u.Key)
+		if !content && !record {
 			continue // not in our key layout
 		}
 		out = append(out, openUpload{key: u.Key, id: u.UploadID, started: u.Initiated})

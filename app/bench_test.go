@@ -300,7 +300,10 @@ func runBenchmarks(t testing.TB, sz benchSizes, rep *benchReport, runs int) {
 		senv.stop()
 	}
 
-	// 3b. Storage migration from Ceph RGW to local vs a direct copy
+	// 3b. Concurrent downloads from Ceph RGW, redirected vs proxied (bench_direct_test.go).
+	benchDirect(t, rep, dir, sz, runs)
+
+	// 3c. Storage migration from Ceph RGW to local vs a direct copy
 	// (bench_migrate_test.go).
 	for _, srv := range s3test.Servers(t) {
 		if srv.Name == "ceph" {
@@ -676,6 +679,7 @@ func BenchmarkReport(b *testing.B) {
 // CI).
 var benchRowsRequired = []string{
 	"upload, local", "download, local", "upload, versitygw", "download, versitygw", "upload, ceph", "download, ceph",
+	"concurrent downloads, ceph, redirect vs proxy", "service CPU per GB served, ceph, redirect vs proxy",
 	"deep verification, concurrency 1", "deep verification, concurrency 2",
 	"publish rate, 4 KiB packages, 32 producers, staged protocol", "publish rate, 4 KiB packages, 32 producers, one-request form",
 	"database bytes per package, built by publishes",

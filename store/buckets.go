@@ -80,11 +80,11 @@ var (
 	bucketRecordOutbox = []byte("record_outbox")
 	// bucketPendingCopies: digest \x00 backend id -> PendingCopy: a copy
 	// a routing rule asks for that the publish did not write (min_copies),
-	// written later by internal/replication. Added by migration 10.
+	// written later by internal/replication. Added by migration 11.
 	bucketPendingCopies = []byte("pending_copies")
 	// bucketMigrations: migration id -> the state of a storage migration
 	// between backends (its selection, cursor and counts), so a restarted
-	// service resumes it. Added by migration 10.
+	// service resumes it. Added by migration 11.
 	bucketMigrations = []byte("storage_migrations")
 )
 

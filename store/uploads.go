@@ -330,7 +330,7 @@ func (s *Store) CommitWith(ctx context.Context, id string, in CommitInput) (Comm
 		blobs := tx.Bucket(bucketBlobs)
 		for _, f := range draft.Files {
 			if blobs.Get([]byte(f.Digest)) == nil {
-				v, err := encode(Blob{Digest: f.Digest, Size: f.Size, CreatedAt: now})
+				v, err := encodeBlob(Blob{Digest: f.Digest, Size: f.Size, CreatedAt: now})
 				if err != nil {
 					return err
 				}

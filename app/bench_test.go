@@ -297,6 +297,9 @@ func runBenchmarks(t testing.TB, sz benchSizes, rep *benchReport, runs int) {
 		senv.stop()
 	}
 
+	// 3b. Concurrent downloads from Ceph RGW, redirected vs proxied (bench_direct_test.go).
+	benchDirect(t, rep, dir, sz, runs)
+
 	// 4. Verification throughput vs raw sha256 of the same files.
 	benchVerify(t, rep, env, sz.verifyTotal)
 	benchVerifiedReads(t, rep, dir, sz.s3Object, runs) // bench_integrity_test.go
@@ -665,6 +668,7 @@ func BenchmarkReport(b *testing.B) {
 // CI).
 var benchRowsRequired = []string{
 	"upload, local", "download, local", "upload, versitygw", "download, versitygw", "upload, ceph", "download, ceph",
+	"concurrent downloads, ceph, redirect vs proxy", "service CPU per GB served, ceph, redirect vs proxy",
 	"deep verification, concurrency 1", "deep verification, concurrency 2",
 	"publish rate, 4 KiB packages, 32 producers, staged protocol", "publish rate, 4 KiB packages, 32 producers, one-request form",
 	"database bytes per package, built by publishes",

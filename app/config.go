@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"artifactstore/backends/s3"
+	"artifactstore/internal/registry"
 	"artifactstore/internal/webhook"
 
 	"github.com/go-viper/mapstructure/v2"
@@ -177,8 +178,8 @@ type DatabaseConfig struct {
 	// Path defaults to <data_dir>/registry.db.
 	Path        string        `koanf:"path" yaml:"path"`
 	LockTimeout time.Duration `koanf:"lock_timeout" yaml:"lock_timeout"`
-	// BatchDelay is how long a publish's write waits to share one durable
-	// commit with concurrent publishes.
+	// BatchDelay is how long an idle database waits for more writes to
+	// join a publish's group commit (store.Options.BatchDelay).
 	BatchDelay time.Duration `koanf:"batch_delay" yaml:"batch_delay"`
 }
 
@@ -196,12 +197,40 @@ type BackendConfig struct {
 	Path string `koanf:"path" yaml:"path,omitempty"`
 	// S3 holds the keys of an s3 backend (see backends/s3.Config).
 	S3 s3.Config `koanf:",squash" yaml:",inline"`
+	// DirectDownloads lets the API answer a download of this backend's
+	// content with a redirect to a time-limited URL of the storage
+	// service (s3 backends only), when the location was verified within
+	// DirectMaxVerifiedAge; otherwise the bytes are proxied.
+	DirectDownloads      bool          `koanf:"direct_downloads" yaml:"direct_downloads,omitempty"`
+	DirectMaxVerifiedAge time.Duration `koanf:"direct_max_verified_age" yaml:"direct_max_verified_age,omitempty"`
+	// DirectURLTTL is how long a handed-out URL stays valid; default 5m.
+	DirectURLTTL time.Duration `koanf:"direct_url_ttl" yaml:"direct_url_ttl,omitempty"`
 }
+
+// directKeys are the keys of direct downloads, for backend types whose
+// backend can hand out direct URLs.
+var directKeys = []string{"direct_downloads", "direct_max_verified_age", "direct_url_ttl"}
 
 // backendKeys lists which keys each backend type accepts.
 var backendKeys = map[string][]string{
 	"local": {"type", "key_prefix", "path"},
-	"s3":    append([]string{"type", "key_prefix"}, s3.Keys()...),
+	"s3":    append(append([]string{"type", "key_prefix"}, s3.Keys()...), directKeys...),
+}
+
+// defaultDirectURLTTL is the lifetime of a direct download URL unless
+// direct_url_ttl says otherwise.
+const defaultDirectURLTTL = 5 * time.Minute
+
+// directPolicies returns the direct download policy of every backend that
+// has direct downloads on.
+func (c *Config) directPolicies() map[string]registry.DirectPolicy {
+	out := map[string]registry.DirectPolicy{}
+	for id, b := range c.Backends {
+		if b.DirectDownloads {
+			out[id] = registry.DirectPolicy{MaxVerifiedAge: b.DirectMaxVerifiedAge, URLTTL: b.DirectURLTTL}
+		}
+	}
+	return out
 }
 
 // RoutingConfig picks a backend per package.
@@ -495,6 +524,9 @@ func (c *Config) normalize() error {
 		case "s3":
 			b.S3.SetDefaults()
 		}
+		if b.DirectDownloads && b.DirectURLTTL == 0 {
+			b.DirectURLTTL = defaultDirectURLTTL
+		}
 		c.Backends[id] = b
 	}
 	return nil
@@ -523,12 +555,14 @@ func (c *Config) Validate() error {
 		{"cleanup.interval", int64(c.Cleanup.Interval)},
 		{"cleanup.incomplete_write_age", int64(c.Cleanup.IncompleteWriteAge)},
 		{"database.lock_timeout", int64(c.Database.LockTimeout)},
-		{"database.batch_delay", int64(c.Database.BatchDelay)},
 	}
 	for _, p := range positive {
 		if p.v <= 0 {
 			return &ConfigError{Key: p.key, Msg: "must be greater than zero"}
 		}
+	}
+	if c.Database.BatchDelay < 0 || c.Database.BatchDelay > time.Second {
+		return &ConfigError{Key: "database.batch_delay", Msg: "must be between 0s (commit at once) and 1s"}
 	}
 	if c.Server.MinBodyRate < 0 {
 		return &ConfigError{Key: "server.min_body_rate", Msg: "must not be negative (0 disables the rate check)"}
@@ -672,6 +706,23 @@ func validateBackend(id string, b BackendConfig) error {
 			}
 			return &ConfigError{Key: key, Msg: err.Error()}
 		}
+	}
+	return validateDirect(key, b)
+}
+
+// validateDirect checks the direct download keys of one backend.
+func validateDirect(key string, b BackendConfig) error {
+	if !b.DirectDownloads {
+		if b.DirectMaxVerifiedAge != 0 || b.DirectURLTTL != 0 {
+			return &ConfigError{Key: key + ".direct_downloads", Msg: "direct_max_verified_age and direct_url_ttl only apply with direct_downloads: true"}
+		}
+		return nil
+	}
+	if b.DirectMaxVerifiedAge <= 0 {
+		return &ConfigError{Key: key + ".direct_max_verified_age", Msg: "required with direct_downloads: true (e.g. 24h): only content verified that recently is sent straight from the storage service"}
+	}
+	if b.DirectURLTTL < time.Second || b.DirectURLTTL > s3.MaxDirectURLTTL {
+		return &ConfigError{Key: key + ".direct_url_ttl", Msg: fmt.Sprintf("%v must be between 1s and %v", b.DirectURLTTL, s3.MaxDirectURLTTL)}
 	}
 	return nil
 }

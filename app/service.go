@@ -140,6 +140,10 @@ func NewService(ctx context.Context, cfg *Config, log *slog.Logger) (*Service, e
 
 		TrustVerifiedFor: cfg.Verify.TrustedReadWindow,
 	})
+	if err := reg.EnableDirectDownloads(cfg.directPolicies()); err != nil {
+		st.Close()
+		return nil, &ConfigError{Key: "backends", Msg: err.Error()}
+	}
 	// No client of an earlier process can finish its upload session: the
 	// process that staged the bytes is gone. Drop them all, so a crash
 	// between upload and commit leaves nothing behind.
@@ -196,6 +200,7 @@ func NewService(ctx context.Context, cfg *Config, log *slog.Logger) (*Service, e
 		Deleter:              life,
 		ProducerDelete:       cfg.Auth.ProducerDelete,
 		Events:               st,
+		Direct:               reg,
 		Ready: func(ctx context.Context) error {
 			_, err := st.Events(ctx, 0, 1)
 			return err

@@ -29,6 +29,7 @@ type Event struct {
 // with the change it describes.
 func (s *Store) appendEvent(tx *bolt.Tx, typ, subject string, data any) error {
 	b := tx.Bucket(bucketEvents)
+	b.FillPercent = appendFillPercent
 	seq, err := b.NextSequence()
 	if err != nil {
 		return err

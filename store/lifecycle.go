@@ -343,7 +343,7 @@ func (s *Store) Collectable(ctx context.Context) ([]Location, error) {
 				continue
 			}
 			var l Location
-			if err := decode(v, &l); err != nil {
+			if err := decodeLocationKV(k, v, &l); err != nil {
 				return fmt.Errorf("location %q: %w", k, err)
 			}
 			out = append(out, l)

@@ -35,7 +35,7 @@ func putLocationMarking(tx *bolt.Tx, l *Location, mark bool) error {
 	if err != nil {
 		return err
 	}
-	v, err := encode(l)
+	v, err := encodeLocation(l)
 	if err != nil {
 		return err
 	}
@@ -76,7 +76,7 @@ func decodeLocation(k, v []byte) (*Location, error) {
 		return nil, nil
 	}
 	var l Location
-	if err := decode(v, &l); err != nil {
+	if err := decodeLocationKV(k, v, &l); err != nil {
 		return nil, fmt.Errorf("location %q: %w", k, err)
 	}
 	return &l, nil
@@ -167,7 +167,7 @@ func locationsOf(tx *bolt.Tx, digest string) ([]Location, error) {
 	c := tx.Bucket(bucketLocations).Cursor()
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 		var l Location
-		if err := decode(v, &l); err != nil {
+		if err := decodeLocationKV(k, v, &l); err != nil {
 			return nil, fmt.Errorf("location %q: %w", k, err)
 		}
 		locs = append(locs, l)
@@ -180,7 +180,7 @@ func locationsOf(tx *bolt.Tx, digest string) ([]Location, error) {
 func forEachLocation(tx *bolt.Tx, fn func(l *Location) error, bad func(k []byte, err error)) error {
 	return tx.Bucket(bucketLocations).ForEach(func(k, v []byte) error {
 		var l Location
-		if err := decode(v, &l); err != nil {
+		if err := decodeLocationKV(k, v, &l); err != nil {
 			if bad != nil {
 				bad(k, err)
 				return nil
@@ -370,7 +370,7 @@ func (s *Store) LocationsOn(ctx context.Context, backend string) ([]Location, er
 				return nil
 			}
 			var l Location
-			if err := decode(v, &l); err != nil {
+			if err := decodeLocationKV(k, v, &l); err != nil {
 				return fmt.Errorf("location %q: %w", k, err)
 			}
 			if l.Backend == backend {

@@ -111,7 +111,7 @@ func (s *Store) GetBlob(ctx context.Context, digest string) (*Blob, error) {
 		if v == nil {
 			return fmt.Errorf("blob %s: %w", digest, ErrNotFound)
 		}
-		return decode(v, &b)
+		return decodeBlobKV([]byte(digest), v, &b)
 	})
 	if err != nil {
 		return nil, err
@@ -255,6 +255,12 @@ func (s *Store) Counts(ctx context.Context) (map[string]int, error) {
 // bulkFillPercent is how full ImportPackages packs the pages it writes.
 const bulkFillPercent = 0.9
 
+// appendFillPercent is the split point of buckets whose keys only grow
+// (events and packages_by_seq, keyed by sequence): a page split there
+// never gets another key on its left, so bbolt's default of 50% would
+// leave every page half empty for good.
+const appendFillPercent = 1.0
+
 // ImportPackages writes committed packages in one transaction, with their
 // blobs and a stored location on backend for every file whose blob is new,
 // without events or upload sessions. It exists for bulk loading (the
@@ -267,9 +273,10 @@ func (s *Store) ImportPackages(ctx context.Context, pkgs []Package, backend stri
 		blobs := tx.Bucket(bucketBlobs)
 		// A bulk load fills the pages it writes to 90% (bbolt splits at
 		// 50% by default, which suits random single inserts).
-		for _, name := range append([][]byte{bucketBlobs, bucketVersions, bucketPackages}, indexBuckets...) {
+		for _, name := range append([][]byte{bucketBlobs, bucketVersions, bucketPackages, bucketPackageRefs}, indexBuckets...) {
 			tx.Bucket(name).FillPercent = bulkFillPercent
 		}
+		tx.Bucket(bucketRecent).FillPercent = appendFillPercent
 		setLocationsFill(tx, bulkFillPercent)
 		now := s.now().UTC()
 		newBlobs := map[string]int64{}
@@ -293,7 +300,7 @@ func (s *Store) ImportPackages(ctx context.Context, pkgs []Package, backend stri
 		}
 		digests := slices.Sorted(maps.Keys(newBlobs))
 		for _, d := range digests {
-			v, err := encode(Blob{Digest: d, Size: newBlobs[d], CreatedAt: now})
+			v, err := encodeBlob(Blob{Digest: d, Size: newBlobs[d], CreatedAt: now})
 			if err != nil {
 				return err
 			}

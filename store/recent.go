@@ -18,7 +18,9 @@ import (
 // putRecent records a committed package in the commit-order index, with
 // the fields listings filter on, so a search reads the index alone.
 func putRecent(tx *bolt.Tx, p *Package) error {
-	return tx.Bucket(bucketRecent).Put(u64(p.Seq), recentValue(p))
+	b := tx.Bucket(bucketRecent)
+	b.FillPercent = appendFillPercent
+	return b.Put(u64(p.Seq), recentValue(p))
 }
 
 // recentValue is name \x00 version \x00 producer \x00 retention class \x00

@@ -48,8 +48,10 @@ type Options struct {
 	Now func() time.Time
 	// EventSource is the CloudEvents "source" of every event.
 	EventSource string
-	// BatchDelay is how long a hot-path write waits to share one durable
-	// commit with concurrent writes (bbolt Batch). 0 means 1ms.
+	// BatchDelay is how long the group committer, idle when a hot-path
+	// write arrives, waits for more writes to share that commit's fsync.
+	// 0 commits at once; writes that arrive while a commit is running
+	// always share the next one.
 	BatchDelay time.Duration
 }
 
@@ -73,6 +75,8 @@ type Store struct {
 	testHookTokenRead func()
 	// events wakes readers of the event log after each commit (events.go).
 	events eventSignal
+	// group commits hot-path writes together (nil when read-only).
+	group *groupCommitter
 }
 
 // Open opens or creates the database at path and brings its schema up to
@@ -109,10 +113,6 @@ func Open(path string, opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
-	if opts.BatchDelay <= 0 {
-		opts.BatchDelay = time.Millisecond
-	}
-	db.MaxBatchDelay = opts.BatchDelay
 	s := &Store{db: db, path: path, log: opts.Logger, now: opts.Now, source: opts.EventSource}
 	if opts.ReadOnly {
 		err = s.checkSchemaReadOnly()
@@ -123,17 +123,30 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	if !opts.ReadOnly {
+		s.group = newGroupCommitter(db, max(opts.BatchDelay, 0))
+	}
 	return s, nil
 }
 
-// batch runs a hot-path write through bbolt's Batch, so concurrent
-// publishes share one fsync. fn may run more than once (when another
-// function of the same batch fails), so it must set its results afresh on
-// every call.
-func (s *Store) batch(fn func(tx *bolt.Tx) error) error { return s.db.Batch(fn) }
+// batch runs a hot-path write as a group commit (groupcommit.go), so
+// concurrent publishes share one fsync; it returns once the write is
+// durable. fn may run more than once (when another function of the same
+// group fails), so it must set its results afresh on every call.
+func (s *Store) batch(fn func(tx *bolt.Tx) error) error {
+	if s.group == nil { // read-only
+		return s.db.Update(fn)
+	}
+	return s.group.do(fn)
+}
 
 // Close closes the database, flushing everything committed.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	if s.group != nil {
+		s.group.close()
+	}
+	return s.db.Close()
+}
 
 // Path returns the database file path.
 func (s *Store) Path() string { return s.path }
@@ -180,6 +193,10 @@ var migrations = []migration{
 		return rebuildPackageIndexes(noCancel{}, tx)
 	}},
 	{name: "add the manifest record outbox", up: migrateRecordOutbox},
+	// Nothing to rewrite: values written before keep their copies of the
+	// key's fields and read the same (compact.go); the version keeps older
+	// binaries, which would read a new value without them, away.
+	{name: "blob and location values without the fields their key holds", up: func(tx *bolt.Tx) error { return nil }},
 }
 
 // SchemaVersion is the schema version this binary writes.

@@ -294,7 +294,7 @@ func (s *Store) Commit(ctx context.Context, id string, stored []string) (CommitR
 		blobs := tx.Bucket(bucketBlobs)
 		for _, f := range draft.Files {
 			if blobs.Get([]byte(f.Digest)) == nil {
-				v, err := encode(Blob{Digest: f.Digest, Size: f.Size, CreatedAt: now})
+				v, err := encodeBlob(Blob{Digest: f.Digest, Size: f.Size, CreatedAt: now})
 				if err != nil {
 					return err
 				}

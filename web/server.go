@@ -90,6 +90,16 @@ type Options struct {
 	// means 256. StreamKeepalive is the idle comment interval; 0 means 15s.
 	MaxEventStreams int
 	StreamKeepalive time.Duration
+	// Direct hands out direct download URLs; nil always proxies.
+	Direct DirectLinker
+}
+
+// DirectLinker decides whether a download may go straight to the storage
+// service (registry.(*Registry).DirectURL).
+type DirectLinker interface {
+	// DirectURL returns a time-limited URL that reads the whole blob d,
+	// or "" when the API must proxy the bytes.
+	DirectURL(ctx context.Context, d digest.Digest) (url, backend string, err error)
 }
 
 // Server is the HTTP API.
@@ -586,6 +596,9 @@ func (s *Server) serveContent(w http.ResponseWriter, r *http.Request, d digest.D
 		w.WriteHeader(status)
 		return
 	}
+	if status == http.StatusOK && s.opts.Direct != nil && s.redirect(w, r, d) {
+		return
+	}
 	rc, err := s.reg.Open(r.Context(), d, off, n)
 	if err != nil {
 		s.fail(w, r, err)
@@ -606,6 +619,31 @@ func (s *Server) serveContent(w http.ResponseWriter, r *http.Request, d digest.D
 		// which the client sees as a body shorter than Content-Length.
 		loggerFrom(r.Context(), s.log).Warn("response body aborted", "digest", d.String(), "err", err)
 	}
+}
+
+// redirect answers a whole-content GET with 307 to a direct URL of the
+// storage service when Options.Direct hands one out (a recently verified
+// location on a backend with direct downloads on). Repr-Digest stays on
+// the answer so the client can check what it reads there; the answer
+// itself must not be cached (the URL expires). It reports whether it
+// answered.
+func (s *Server) redirect(w http.ResponseWriter, r *http.Request, d digest.Digest) bool {
+	u, backend, err := s.opts.Direct.DirectURL(r.Context(), d)
+	if err != nil {
+		s.fail(w, r, err)
+		return true
+	}
+	if u == "" {
+		return false
+	}
+	h := w.Header()
+	h.Del("ETag")
+	h.Del("Accept-Ranges")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Location", u)
+	loggerFrom(r.Context(), s.log).Debug("download redirected to the storage service", "digest", d.String(), "backend", backend)
+	w.WriteHeader(http.StatusTemporaryRedirect)
+	return true
 }
 
 // writerOnly hides ReadFrom so CopyBuffer uses our large buffer.

@@ -447,3 +447,25 @@ func asPathErr(err error, target **os.PathError) bool { return errors.As(err, ta
 // SingleRequestLimit is the largest object stored with one request; larger
 // ones are uploaded in parts.
 func (b *Backend) SingleRequestLimit() int64 { return b.cfg.MultipartThresholdBytes }
+
+// MaxDirectURLTTL is the longest a presigned URL may stay valid (SigV4).
+const MaxDirectURLTTL = 7 * 24 * time.Hour
+
+var _ backends.DirectURLProvider = (*Backend)(nil)
+
+// DirectURL implements backends.DirectURLProvider with a presigned GET of
+// the object's key on the configured endpoint. It is computed locally (the
+// region is configured, so nothing is asked of the service) and does not
+// check that the object exists. ttl is rounded down to whole seconds and
+// must be between 1 s and 7 days.
+func (b *Backend) DirectURL(ctx context.Context, d digest.Digest, ttl time.Duration) (string, error) {
+	key := b.Key(d)
+	if ttl < time.Second || ttl > MaxDirectURLTTL {
+		return "", fmt.Errorf("s3 presign %s: lifetime %v outside 1s..%v", key, ttl, MaxDirectURLTTL)
+	}
+	u, err := b.core.Client.PresignedGetObject(ctx, b.cfg.Bucket, key, ttl, nil)
+	if err != nil {
+		return "", fmt.Errorf("s3 presign %s: %w", key, err)
+	}
+	return u.String(), nil
+}

@@ -322,7 +322,24 @@ func (c *Client) Get(ctx context.Context, path string, hdr http.Header) (*http.R
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
-	return c.HTTP.Do(req)
+	hc := *c.HTTP
+	hc.CheckRedirect = keepCredentialsHome
+	return hc.Do(req)
+}
+
+// keepCredentialsHome follows at most 10 redirects and never sends our
+// token to another origin (scheme, host and port): a download may be
+// redirected to a storage service's time-limited URL, which must be
+// fetched without it. (net/http itself would forward the header to
+// another port of the same host.)
+func keepCredentialsHome(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	if first := via[0].URL; req.URL.Scheme != first.Scheme || req.URL.Host != first.Host {
+		req.Header.Del("Authorization")
+	}
+	return nil
 }
 
 // DeleteResult answers a package delete.

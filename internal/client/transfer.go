@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -151,6 +152,9 @@ func (c *Client) downloadOnce(ctx context.Context, name, version string, f Packa
 			return 0, have, err
 		}
 		defer resp.Body.Close()
+		if err := checkRedirectDigest(resp, f); err != nil {
+			return 0, have, err
+		}
 		switch {
 		case resp.StatusCode == http.StatusPartialContent && have > 0:
 		case resp.StatusCode == http.StatusOK:
@@ -182,6 +186,28 @@ func (c *Client) downloadOnce(ctx context.Context, name, version string, f Packa
 		return n, have, fmt.Errorf("%s: %w: got %d bytes hashing to sha256:%s, want %d bytes sha256:%s", f.Path, ErrDigestMismatch, have+n, got, f.Size, f.SHA256)
 	}
 	return n, have, nil
+}
+
+// checkRedirectDigest: when the server sent the download elsewhere (a
+// direct URL of its storage service), the redirect must carry the
+// Repr-Digest of the file the manifest names; the bytes fetched from
+// there are then hashed like any others.
+func checkRedirectDigest(resp *http.Response, f PackageFile) error {
+	var first *http.Response // the API's own redirect, the first of the chain
+	for r := resp.Request; r != nil && r.Response != nil; r = r.Response.Request {
+		first = r.Response
+	}
+	if first == nil {
+		return nil
+	}
+	want, err := hex.DecodeString(f.SHA256)
+	if err != nil {
+		return fmt.Errorf("%s: manifest digest %q: %w", f.Path, f.SHA256, err)
+	}
+	if rd := first.Header.Get("Repr-Digest"); rd != "sha-256=:"+base64.StdEncoding.EncodeToString(want)+":" {
+		return fmt.Errorf("%s: %w: the server's redirect announces Repr-Digest %q, the manifest says sha256:%s", f.Path, ErrDigestMismatch, rd, f.SHA256)
+	}
+	return nil
 }
 
 type progressWriter func(int64)

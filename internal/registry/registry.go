@@ -67,6 +67,8 @@ type Registry struct {
 
 	healthMu sync.Mutex
 	health   map[string]healthResult
+
+	direct map[string]directBackend // EnableDirectDownloads
 }
 
 type healthResult struct {

@@ -39,6 +39,7 @@ type countingBody struct {
 	waited       time.Duration // time blocked in Read in the current window
 	waitingSince time.Time     // when the current Read started blocking; zero if none
 	cut          error         // non-nil once the body was cut off
+	eof          bool          // the body has ended; later reads touch no deadline
 }
 
 // slowBodyError is why a body was cut off. It says nothing about the
@@ -73,6 +74,14 @@ func (c *countingBody) Read(p []byte) (int, error) {
 		c.mu.Unlock()
 		return 0, err
 	}
+	if c.eof {
+		// Once the body has ended, net/http watches the connection for the
+		// client going away (a background read, deadline cleared). Setting
+		// a read deadline now would time that read out, cancel the request
+		// and close the connection under a handler that is still working.
+		c.mu.Unlock()
+		return 0, io.EOF
+	}
 	now := time.Now()
 	var deadline time.Time
 	if c.idle > 0 {
@@ -96,6 +105,9 @@ func (c *countingBody) Read(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.waitingSince = time.Time{}
+	if err == io.EOF {
+		c.eof = true
+	}
 	c.n += int64(n)
 	c.winBytes += int64(n)
 	c.waited += after.Sub(now)
@@ -148,8 +160,8 @@ func (c *countingBody) bytesRead() int64 {
 func (c *countingBody) cutIfLagging(grace time.Duration) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.minRate <= 0 || c.cut != nil {
-		return false
+	if c.minRate <= 0 || c.cut != nil || c.eof {
+		return false // a body that has ended holds its slot for the handler's work
 	}
 	waited := c.waited
 	if !c.waitingSince.IsZero() {

@@ -62,3 +62,39 @@ func TestSlotGoesToNewUploadWhenHolderLags(t *testing.T) {
 		t.Fatalf("%d bodies cut, %d slots in use; want 1 and 2", cut, slots.inUse())
 	}
 }
+
+// slowThenEOF delivers one byte, waits, then ends.
+type slowThenEOF struct{ sent bool }
+
+func (r *slowThenEOF) Read(p []byte) (int, error) {
+	if !r.sent {
+		r.sent = true
+		p[0] = 'x'
+		return 1, nil
+	}
+	time.Sleep(100 * time.Millisecond)
+	return 0, io.EOF
+}
+func (r *slowThenEOF) Close() error { return nil }
+
+// TestSlotOfEndedBodyIsNotTakenOver: a holder whose (small, slow) body has
+// ended is working (writing to a backend, committing); it keeps its slot
+// whatever its rate was, and its connection is left alone.
+func TestSlotOfEndedBodyIsNotTakenOver(t *testing.T) {
+	slots := newUploadSlots(1, 50*time.Millisecond)
+	b := &countingBody{ReadCloser: &slowThenEOF{}, minRate: 1 << 20, window: 10 * time.Second}
+	if _, ok := slots.acquire(b); !ok {
+		t.Fatal("free slot refused")
+	}
+	if _, err := io.ReadAll(b); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := slots.acquire(nil); ok {
+		t.Fatal("the slot of an upload whose body had ended was taken over")
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cut != nil {
+		t.Fatalf("an ended body was cut off: %v", b.cut)
+	}
+}

@@ -103,7 +103,7 @@ func livePackages(t *testing.T, st *store.Store) []string {
 	var out []string
 	var after store.PackageKey
 	for {
-		page, err := st.PackagesAfter(ctxT(t), after, 1000)
+		page, err := st.PackagePage(ctxT(t), after, 1000)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -172,7 +172,7 @@ curl -fsS -H "$AUTH" -o "$ROOT/fetched-again.tar.gz" "$URL/v1/packages/first/1.0
 cmp "$ROOT/app.tar.gz" "$ROOT/fetched-again.tar.gz"
 echo "repaired and verified"
 
-step "12. The VM is gone (OPERATOR.md section 15): a snapshot, one more package, the data directory lost, recover from RGW"
+step "12. The VM is gone (OPERATOR.md, recover from the backends): a snapshot, one more package, the data directory lost, recover from RGW"
 "$AS" backup --config "$CFG" --to-backend rgw
 head -c 20000 /dev/urandom >"$ROOT/second.bin"
 curl -fsS -H "$AUTH" -F 'manifest={"name":"second","version":"1.0.0","producer":"ops","retention_class":"release","labels":{"after":"snapshot"}}' \

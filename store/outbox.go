@@ -188,10 +188,10 @@ func (s *Store) MarkRecords(ctx context.Context, keys []PackageKey) error {
 	})
 }
 
-// PackagesAfter returns up to limit committed packages after the package
+// PackagePage returns up to limit committed packages after the package
 // after (from the first when after is zero), in key order: a full scan in
 // pages, each in its own read transaction.
-func (s *Store) PackagesAfter(ctx context.Context, after PackageKey, limit int) ([]*Package, error) {
+func (s *Store) PackagePage(ctx context.Context, after PackageKey, limit int) ([]*Package, error) {
 	var out []*Package
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketPackages).Cursor()

@@ -152,7 +152,7 @@ func (m *Manager) Compare(ctx context.Context, max int) ([]store.Problem, error)
 	}
 	var after store.PackageKey
 	for {
-		page, err := m.store.PackagesAfter(ctx, after, 1000)
+		page, err := m.store.PackagePage(ctx, after, 1000)
 		if err != nil {
 			return out, err
 		}

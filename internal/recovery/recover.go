@@ -207,7 +207,7 @@ func Recover(ctx context.Context, opts RecoverOptions) (*RecoverReport, error) {
 	var dels []store.PackageDeletion
 	var after store.PackageKey
 	for {
-		page, err := st.PackagesAfter(ctx, after, 1000)
+		page, err := st.PackagePage(ctx, after, 1000)
 		if err != nil {
 			return nil, err
 		}
@@ -294,7 +294,7 @@ func Recover(ctx context.Context, opts RecoverOptions) (*RecoverReport, error) {
 	seen := map[string]bool{}
 	after = store.PackageKey{}
 	for {
-		page, err := st.PackagesAfter(ctx, after, 1000)
+		page, err := st.PackagePage(ctx, after, 1000)
 		if err != nil {
 			return nil, err
 		}

@@ -35,10 +35,21 @@ func (s *Store) Check(ctx context.Context, backendIDs []string, max int) ([]Prob
 	for _, id := range backendIDs {
 		configured[id] = true
 	}
-	err := s.db.View(func(tx *bolt.Tx) error {
-		for err := range tx.Check() {
-			add("bbolt", s.path, "%v", err)
-		}
+	// bbolt's own page check reads the freelist that a concurrent write
+	// transaction changes (a data race, seen with the record outbox
+	// draining beside db check). It runs under the writer lock, in a
+	// write transaction that is rolled back: writers wait for it.
+	wtx, err := s.db.Begin(true)
+	if err != nil {
+		return nil, fmt.Errorf("db check: %w", err)
+	}
+	for err := range wtx.Check() {
+		add("bbolt", s.path, "%v", err)
+	}
+	if err := wtx.Rollback(); err != nil {
+		return nil, fmt.Errorf("db check: %w", err)
+	}
+	err = s.db.View(func(tx *bolt.Tx) error {
 		blobs := tx.Bucket(bucketBlobs)
 		if err := tx.Bucket(bucketPackages).ForEach(func(k, v []byte) error {
 			if err := ctx.Err(); err != nil {

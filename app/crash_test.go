@@ -98,6 +98,12 @@ cleanup:
 		done []answered
 		seq  int
 	)
+	nextSeq := func() int { // a distinct package name and content per publish
+		mu.Lock()
+		defer mu.Unlock()
+		seq++
+		return seq
+	}
 	leftSpool, leftUploads := 0, 0
 	for trial := 0; trial < trials; trial++ {
 		p := startProc(t, cfgFile)
@@ -122,10 +128,7 @@ cleanup:
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
-				mu.Lock()
-				seq++
-				n := seq
-				mu.Unlock()
+				n := nextSeq()
 				slowFormPublish(ctx, p, fmt.Sprintf("slowform%d", n), randBytes(uint64(n)+5e6, 1<<20))
 			}
 		}()
@@ -137,10 +140,7 @@ cleanup:
 			go func() {
 				defer wg.Done()
 				for ctx.Err() == nil {
-					mu.Lock()
-					seq++
-					n := seq
-					mu.Unlock()
+					n := nextSeq()
 					files := map[string][]byte{"slow.bin": randBytes(uint64(n)+6e6, large)}
 					if br, err := c.Begin(ctx, manifestOf(fmt.Sprintf("slowput%d", n), "1", "ci", "release", files)); err == nil && len(br.Needed) == 1 {
 						c.Upload(ctx, br.UploadID, br.Needed[0].SHA256, br.Needed[0].Size, &throttled{ctx: ctx, r: bytes.NewReader(files["slow.bin"])})
@@ -155,10 +155,7 @@ cleanup:
 			go func() {
 				defer wg.Done()
 				for ctx.Err() == nil {
-					mu.Lock()
-					seq++
-					n := seq
-					mu.Unlock()
+					n := nextSeq()
 					name := fmt.Sprintf("crash%d", n)
 					var files map[string][]byte
 					var err error

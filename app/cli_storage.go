@@ -140,7 +140,3 @@ func orAny(s string) string {
 	}
 	return s
 }
-
-// writeJSONOut is cliout.JSON, kept for callers on branches written before
-// it moved; new code calls cliout.JSON.
-var writeJSONOut = cliout.JSON

@@ -19,6 +19,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"artifactstore/internal/cliout"
 	"artifactstore/internal/recovery"
 	"artifactstore/store"
 )
@@ -118,7 +119,7 @@ func (s *Service) adminSnapshot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	writeJSONOut(w, res)
+	cliout.JSON(w, res)
 }
 
 // adminSnapshots is GET /v1/admin/snapshots?backend=ID: the snapshots in
@@ -137,7 +138,7 @@ func (s *Service) adminSnapshots(w http.ResponseWriter, r *http.Request) {
 		list = []recovery.Snapshot{}
 	}
 	w.Header().Set("Content-Type", "application/json")
-	writeJSONOut(w, list)
+	cliout.JSON(w, list)
 }
 
 // backupToBackend asks the admin path for a snapshot into a backend.
@@ -151,7 +152,7 @@ func backupToBackend(c *cli.Context, env Env, id string) error {
 		return cli.Exit(err, 1)
 	}
 	if c.Bool("json") {
-		return writeJSONOut(env.Stdout, res)
+		return cliout.JSON(env.Stdout, res)
 	}
 	fmt.Fprintf(env.Stdout, "snapshot %s written to backend %s (%d bytes, %s, read back and verified)\n", res.Name, res.Backend, res.Size, res.Digest)
 	for _, n := range res.Removed {
@@ -180,7 +181,7 @@ func recoverCommand(env Env) *cli.Command {
 				return cli.Exit(err, 1)
 			}
 			if c.Bool("json") {
-				writeJSONOut(env.Stdout, rep)
+				cliout.JSON(env.Stdout, rep)
 			} else {
 				printRecoverReport(env.Stdout, cfg, rep)
 			}

@@ -38,8 +38,8 @@ func (s *Store) appendEvent(tx *bolt.Tx, typ, subject string, data any) error {
 	if err != nil {
 		return fmt.Errorf("event %s: %w", typ, err)
 	}
-	v, err := encode(Event{Seq: seq, SpecVersion: "1.0", ID: newID(), Type: typ, Source: s.source,
-		Time: s.now().UTC(), Subject: subject, DataContentType: "application/json", Data: raw})
+	v, err := encodeEvent(Event{Seq: seq, SpecVersion: eventSpecVersion, ID: newID(), Type: typ, Source: s.source,
+		Time: s.now().UTC(), Subject: subject, DataContentType: eventContentType, Data: raw})
 	if err != nil {
 		return err
 	}
@@ -106,8 +106,8 @@ func (s *Store) Events(ctx context.Context, after uint64, limit int) ([]Event, e
 			if len(k) != 8 {
 				continue
 			}
-			var e Event
-			if err := decode(v, &e); err != nil {
+			e, err := decodeEventKV(k, v, s.source)
+			if err != nil {
 				return fmt.Errorf("event %d: %w", binary.BigEndian.Uint64(k), err)
 			}
 			out = append(out, e)

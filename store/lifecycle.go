@@ -868,8 +868,8 @@ func (s *Store) EventsOfTypes(ctx context.Context, after uint64, limit int, type
 			if len(v) == 0 || v[0] != encodingV1 || json.Unmarshal(v[1:], &head) != nil || !want[head.Type] {
 				continue
 			}
-			var e Event
-			if err := decode(v, &e); err != nil {
+			e, err := decodeEventKV(k, v, s.source)
+			if err != nil {
 				return fmt.Errorf("event %d: %w", next, err)
 			}
 			evs = append(evs, e)

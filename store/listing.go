@@ -28,6 +28,16 @@ func indexKeys(p *Package) map[string][][]byte {
 	return out
 }
 
+// versionFillPercent is the split point of the packages bucket (keys
+// name \x00 version). A name's new versions mostly sort after its old
+// ones, so the left page of a split rarely gets another key: split at
+// bbolt's default 50% it stays half empty (measured: 717 B a package for
+// 393 B of records). At 90% the pages end 65-79% full whatever the
+// version scheme (TestPackageBucketsArePacked). The small index buckets
+// are left at 50%: with many names interleaving, a 90% split there leaves
+// a trail of near-empty pages (37-39% full, measured).
+const versionFillPercent = 0.9
+
 // putPackage writes a new package (p.Seq set by the caller), its version
 // index entry, its listing-index entries and its content references
 // (package_refs, which garbage collection reads).
@@ -36,6 +46,7 @@ func putPackage(tx *bolt.Tx, p *Package) error {
 	if err != nil {
 		return err
 	}
+	tx.Bucket(bucketPackages).FillPercent = versionFillPercent
 	if err := tx.Bucket(bucketPackages).Put(joinKey(p.Name, p.Version), v); err != nil {
 		return err
 	}

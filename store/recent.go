@@ -548,8 +548,8 @@ func (s *Store) EventsBefore(ctx context.Context, q EventQuery) ([]Event, uint64
 			if len(needles) > 0 && !containsAny(v, needles) {
 				continue
 			}
-			var e Event
-			if err := decode(v, &e); err != nil {
+			e, err := decodeEventKV(k, v, s.source)
+			if err != nil {
 				return fmt.Errorf("event %d: %w", seq, err)
 			}
 			if len(q.Types) > 0 && !contains(q.Types, e.Type) {

@@ -54,8 +54,8 @@ func TestPackageBucketsArePacked(t *testing.T) {
 		min     float64
 	}{
 		{"1.%05d.0", 0.65}, // versions that sort in publish order
-		{"1.%d.0", 0.6},   // 1.10.0 sorts before 1.9.0
-		{"%x", 0.6},       // hex: spread over the name's range
+		{"1.%d.0", 0.6},    // 1.10.0 sorts before 1.9.0
+		{"%x", 0.6},        // hex: spread over the name's range
 	} {
 		s, err := Open(filepath.Join(t.TempDir(), "f.db"), Options{NoSync: true})
 		if err != nil {

@@ -156,12 +156,14 @@ func (s *Store) RecordsPending(ctx context.Context, name, version string) (bool,
 
 // DoneRecords removes the entries whose records were written, unless the
 // package was marked again meanwhile (then its entry stays for the next
-// pass).
+// pass). It joins the publishes' group commit: the worker runs after
+// every commit, and a transaction of its own would hold the writer for a
+// whole commit and fsync between two groups of publishes.
 func (s *Store) DoneRecords(ctx context.Context, done []OutboxEntry) error {
 	if len(done) == 0 {
 		return nil
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketRecordOutbox)
 		for _, e := range done {
 			k := joinKey(e.Name, e.Version)

@@ -43,12 +43,12 @@ func TestAppendOnlyBucketsArePacked(t *testing.T) {
 	})
 }
 
-// TestPackageBucketsArePacked: the packages bucket is keyed by name and
+// TestPackagePagesArePacked: the packages bucket is keyed by name and
 // version, and a name's new versions mostly sort after its old ones, so
 // a page left behind by a split rarely gets another key. Split at bbolt's
 // default 50%, its pages stayed about half empty (a store built by
 // publishes: 717 B a package for 393 B of records; 45-54% here).
-func TestPackageBucketsArePacked(t *testing.T) {
+func TestPackagePagesArePacked(t *testing.T) {
 	for _, c := range []struct {
 		version string
 		min     float64

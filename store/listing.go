@@ -33,7 +33,7 @@ func indexKeys(p *Package) map[string][][]byte {
 // ones, so the left page of a split rarely gets another key: split at
 // bbolt's default 50% it stays half empty (measured: 717 B a package for
 // 393 B of records). At 90% the pages end 65-79% full whatever the
-// version scheme (TestPackageBucketsArePacked). The small index buckets
+// version scheme (TestPackagePagesArePacked). The small index buckets
 // are left at 50%: with many names interleaving, a 90% split there leaves
 // a trail of near-empty pages (37-39% full, measured).
 const versionFillPercent = 0.9

@@ -56,6 +56,34 @@ func benchPhase(tb testing.TB, rep *benchReport, name string, fn func(tb testing
 	}
 }
 
+// stepTimer prints how long each step of a phase took (to the report's
+// progress writer, if any): where a phase's time goes.
+type stepTimer struct {
+	rep   *benchReport
+	label string
+	last  time.Time
+}
+
+func (r *benchReport) steps(label string) *stepTimer {
+	return &stepTimer{rep: r, label: label, last: time.Now()}
+}
+
+// progressf prints to the progress writer, if any.
+func (r *benchReport) progressf(format string, args ...any) {
+	if r.progress != nil {
+		fmt.Fprintf(r.progress, format, args...)
+	}
+}
+
+// done reports the step that ends now.
+func (s *stepTimer) done(step string) {
+	now := time.Now()
+	if s.rep.progress != nil {
+		fmt.Fprintf(s.rep.progress, "bench step  %s: %s took %s (load %s)\n", s.label, step, now.Sub(s.last).Round(100*time.Millisecond), loadAverage())
+	}
+	s.last = now
+}
+
 // phaseTable lists the phases with their wall time: the time budget.
 func (r *benchReport) phaseTable() string {
 	var b strings.Builder

@@ -253,7 +253,7 @@ func ratioOf(base, ours time.Duration) string {
 // objectPath, when not nil, is the file of an object (local backend): HEAD
 // is then measured against a bare HTTP server answering HEAD with os.Stat.
 func benchScaleRows(t testing.TB, rep *benchReport, label string, cfg *Config, n int, note string, backend backends.Backend, rawRead func(sum string) (int64, error), objectPath func(sum string) string) {
-	t.Logf("%s: dataset ready (%s)", label, note)
+	steps := rep.steps("store at scale, " + label)
 	e := startScale(t, cfg)
 	defer func() {
 		if e != nil {
@@ -275,9 +275,10 @@ func benchScaleRows(t testing.TB, rep *benchReport, label string, cfg *Config, n
 	rep.add(benchRow{Name: "/v1/health p99, " + label, Ours: p99(health).String(), Baseline: p99(floor).String() + " (GET /healthz, same server)",
 		Ratio: ratioOf(p99(floor), p99(health)), Target: "< 50ms", Verdict: verdict(p99(health) < 50*time.Millisecond), Note: note + "; 300 requests"})
 
-	t.Logf("%s: /metrics and /v1/health measured", label)
+	steps.done("start-up, /metrics and /v1/health")
 	if objectPath != nil {
 		benchHead(t, rep, e, n, note, objectPath)
+		steps.done("HEAD rounds")
 	}
 	// Lookups and list pages, through the store, against raw bbolt.
 	r := rand.New(rand.NewPCG(1, 2))
@@ -346,7 +347,7 @@ func benchScaleRows(t testing.TB, rep *benchReport, label string, cfg *Config, n
 			Ratio: ratioOf(p99(rawList), p99(ds)), Target: "< " + by.target.String(), Verdict: verdict(p99(ds) < by.target), Note: note + "; 1000 pages, half from a random cursor"})
 	}
 
-	t.Logf("%s: lookups and pages measured", label)
+	steps.done("lookups and list pages")
 	// Verification of small objects: a run of each mode for a fixed time
 	// (it resumes where it stopped, so a run over the whole store is this
 	// rate times the store), against reading the same objects raw.
@@ -400,6 +401,7 @@ func benchScaleRows(t testing.TB, rep *benchReport, label string, cfg *Config, n
 	}
 	e.stop()
 	e = nil
+	steps.done("small-object verification, deep and quick")
 
 	s := time.Now()
 	db, err := bolt.Open(cfg.Database.Path, 0o600, nil)
@@ -421,6 +423,7 @@ func benchScaleRows(t testing.TB, rep *benchReport, label string, cfg *Config, n
 	}
 	inuse := inUsePerPackage(t, st, n)
 	st.Close()
+	steps.done("database bytes")
 	rep.add(benchRow{Name: "database bytes per package, " + label, Ours: fmt.Sprintf("%.0f B", per), Baseline: fmt.Sprintf("%.0f B (records of one package in use, no page overhead)", inuse),
 		Ratio: fmt.Sprintf("%.2f", inuse/per), Target: "< 2 KiB", Verdict: verdict(per < 2048) + " (bulk-loaded layout)",
 		Note: note + fmt.Sprintf("; %d MiB file. Bulk-loaded: every bucket written once in key order, pages packed to 90%%, no events: "+
@@ -443,6 +446,7 @@ func benchLocalScale(t testing.TB, rep *benchReport, dir string, n int) {
 	cfg, objects := benchLocalConfig(t, sdir)
 	build := buildDataset(t, cfg.Database.Path, "local", n, localObjectWriter(objects, cfg.Backends["local"].KeyPrefix))
 	note := fmt.Sprintf("%d packages with %d distinct 200-455 B objects on local, %s", n, n, build)
+	rep.progressf("bench step  store at scale, local: dataset %s (load %s)\n", build, loadAverage())
 	lb, err := backendFactories["local"](context.Background(), "local", cfg.Backends["local"], slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -459,7 +463,9 @@ func benchLocalScale(t testing.TB, rep *benchReport, dir string, n int) {
 	})
 	// Removing a million files takes a while; do it now so the time is
 	// not charged to another measurement.
+	rm := rep.steps("store at scale, local")
 	os.RemoveAll(sdir)
+	rm.done("removing the dataset")
 }
 
 // benchS3Scale does the same with n objects on one S3 server.
@@ -483,6 +489,7 @@ func benchS3Scale(t testing.TB, rep *benchReport, dir string, srv s3test.Server,
 		return err
 	})
 	note := fmt.Sprintf("%d packages with %d distinct 200-455 B objects on %s, %s", n, n, srv.Name, build)
+	rep.progressf("bench step  store at scale, %s: dataset %s (load %s)\n", srv.Name, build, loadAverage())
 	b, err := backendFactories["s3"](context.Background(), srv.Name, cfg.Backends[srv.Name], slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

@@ -168,6 +168,15 @@ func baselineServer(t testing.TB, dir string) string {
 }
 
 func timedPUT(t testing.TB, url, token string, body io.Reader, size int64) time.Duration {
+	d, err := putTimed(url, token, body, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// putTimed is timedPUT for any goroutine: it returns its error.
+func putTimed(url, token string, body io.Reader, size int64) (time.Duration, error) {
 	req, _ := http.NewRequest(http.MethodPut, url, body)
 	req.ContentLength = size
 	if token != "" {
@@ -176,14 +185,14 @@ func timedPUT(t testing.TB, url, token string, body io.Reader, size int64) time.
 	start := time.Now()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode >= 300 {
-		t.Fatalf("PUT %s: %d", url, resp.StatusCode)
+		return 0, fmt.Errorf("PUT %s: %d", url, resp.StatusCode)
 	}
-	return time.Since(start)
+	return time.Since(start), nil
 }
 
 func timedGET(t testing.TB, url, token string, want int64) time.Duration {
@@ -371,11 +380,8 @@ func runBenchmarks(t testing.TB, sz benchSizes, rep *benchReport, runs int) {
 	})
 	// 6. The store at scale: a million packages with distinct objects on
 	// local, and a tenth of that on Ceph RGW.
-	phase("store at scale, local", func(t testing.TB) {
-		benchLocalScale(t, rep, dir, max(1000, int(float64(sz.scaleLocal)*scale)))
-	})
-	phase("store at scale, ceph", func(t testing.TB) {
-		benchS3Scale(t, rep, dir, benchS3Server(t, "ceph"), max(300, int(float64(sz.scaleS3)*scale)))
+	phase("store at scale", func(t testing.TB) {
+		benchStoreAtScale(t, rep, dir, max(1000, int(float64(sz.scaleLocal)*scale)), benchS3Server(t, "ceph"), max(300, int(float64(sz.scaleS3)*scale)))
 	})
 	// 7. Peak RSS of a large streaming upload.
 	phase("peak RSS", func(t testing.TB) { benchRSS(t, rep, dir, sz.rssUpload) })
@@ -634,7 +640,10 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 }
 
 // benchRSS streams one large upload into a serve process and reads its
-// peak RSS (VmHWM), against the baseline receiver in a process of its own.
+// peak RSS (VmHWM), against the baseline receiver in a process of its own
+// receiving the same bytes at the same time (side by side, to halve the
+// wall time: the peak RSS of a streaming receiver does not depend on its
+// speed, the rates in the note do).
 func benchRSS(t testing.TB, rep *benchReport, dir string, size int64) {
 	rdir := filepath.Join(dir, "rss")
 	p := startProc(t, benchLocalConfigFile(t, rdir))
@@ -646,14 +655,6 @@ func benchRSS(t testing.TB, rep *benchReport, dir string, size int64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := timedPUT(t, p.url+"/v1/uploads/"+br.UploadID+"/blobs/sha256:"+sum, p.token, newPattern(seed, size), size)
-	ours := vmHWM(t, p.cmd.Process.Pid)
-	if _, _, err := c.Commit(context.Background(), br.UploadID); err != nil {
-		t.Fatal(err)
-	}
-	p.stop(t)
-	os.RemoveAll(filepath.Join(rdir, "objects"))
-
 	// The baseline receiver, as its own process: this test binary re-run
 	// in baseline-server mode.
 	cmd := exec.Command(os.Args[0], "-test.run=^TestBaselineReceiverProcess$")
@@ -662,17 +663,34 @@ func benchRSS(t testing.TB, rep *benchReport, dir string, size int64) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill()
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		os.Remove(filepath.Join(rdir, "baseline.bin"))
+	}()
 	var url string
 	fmt.Fscanln(out, &url)
-	bd := timedPUT(t, url+"/up", "", newPattern(seed, size), size)
+	var bd time.Duration
+	baseDone := make(chan error, 1)
+	go func() {
+		var err error
+		bd, err = putTimed(url+"/up", "", newPattern(seed, size), size)
+		baseDone <- err
+	}()
+	d := timedPUT(t, p.url+"/v1/uploads/"+br.UploadID+"/blobs/sha256:"+sum, p.token, newPattern(seed, size), size)
+	ours := vmHWM(t, p.cmd.Process.Pid)
+	if err := <-baseDone; err != nil {
+		t.Fatalf("baseline receiver: %v", err)
+	}
 	base := vmHWM(t, cmd.Process.Pid)
-	cmd.Process.Kill()
-	cmd.Wait()
-	os.Remove(filepath.Join(rdir, "baseline.bin"))
+	if _, _, err := c.Commit(context.Background(), br.UploadID); err != nil {
+		t.Fatal(err)
+	}
+	p.stop(t)
+	os.RemoveAll(filepath.Join(rdir, "objects"))
 	rep.add(benchRow{Name: "peak RSS, streaming upload, local", Ours: fmt.Sprintf("%d MiB", ours>>20), Baseline: fmt.Sprintf("%d MiB (baseline receiver process)", base>>20),
 		Ratio: fmt.Sprintf("%.2f", float64(base)/float64(ours)), Target: "< 100 MiB", Verdict: verdict(ours < 100<<20),
-		Note: fmt.Sprintf("%d MiB upload at %.0f MB/s (baseline %.0f MB/s); S3: one part of multipart_chunk_bytes in flight, streamed, not buffered", size>>20, mbps(size, d), mbps(size, bd))})
+		Note: fmt.Sprintf("%d MiB upload at %.0f MB/s (baseline %.0f MB/s; the two uploads ran side by side); S3: one part of multipart_chunk_bytes in flight, streamed, not buffered", size>>20, mbps(size, d), mbps(size, bd))})
 }
 
 // TestBaselineReceiverProcess is the baseline receiver when re-run by

@@ -291,6 +291,12 @@ type bucketRecords struct {
 // and sorted by key, so that a bulk write walks each bucket once.
 func packageRecords(pkgs []Package) ([]bucketRecords, error) {
 	per := map[string][]keyValue{}
+	if len(pkgs) > 0 { // sized for the common case, one file and the first package's labels
+		for _, name := range append([][]byte{bucketPackages, bucketVersions, bucketPackageRefs, bucketRecent}, indexBuckets...) {
+			per[string(name)] = make([]keyValue, 0, len(pkgs))
+		}
+		per[string(bucketByLabel)] = make([]keyValue, 0, len(pkgs)*len(pkgs[0].Labels))
+	}
 	for i := range pkgs {
 		p := &pkgs[i]
 		v, err := encode(p)

@@ -313,7 +313,6 @@ func runBenchmarks(t testing.TB, sz benchSizes, rep *benchReport, runs int) {
 		benchUploadDownload(t, rep, env, "local", sz.upload, runs, func(seed uint64) (time.Duration, time.Duration) {
 			u := timedPUT(t, base+"/up", "", newPattern(seed, sz.upload), sz.upload)
 			d := timedGET(t, base+"/down", "", sz.upload)
-			os.Remove(filepath.Join(pdir, "baseline.bin"))
 			return u, d
 		})
 	})

@@ -63,7 +63,7 @@ s3-down:
 ## bench: every performance figure against its same-run baseline; writes docs/PERFORMANCE.md
 bench: build s3-up
 	. $(S3_STATE)/env.sh && ARTIFACTSTORE_BENCH_REPORT=$(CURDIR)/docs/PERFORMANCE.md \
-		go test -run '^$$' -bench '^BenchmarkReport$$' -benchtime 1x -timeout 60m ./app
+		go test -run '^$$' -bench '^BenchmarkReport$$' -benchtime 1x -timeout 40m ./app
 
 lint:
 	gofmt -l . | (! grep .)

@@ -3,7 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
-	"slices"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -20,8 +20,7 @@ import (
 // figure is the median of runs per-run ratios, with their spread.
 func benchVerifiedReads(t testing.TB, rep *benchReport, dir string, size int64, runs int) {
 	cfg := func(name, window string) string {
-		return fmt.Sprintf("data_dir: %s/vr-%s/data\nserver:\n  max_body_bytes: 21474836480\nbackends:\n  local:\n    type: local\n    path: %s/vr-%s/objects\n    key_prefix: artifacts\nrouting:\n  default: local\nverify:\n  trusted_read_window: %s\n  deep:\n    interval: 0s\n  quick:\n    interval: 0s\n",
-			dir, name, dir, name, window)
+		return benchLocalYAML(filepath.Join(dir, "vr-"+name), "  trusted_read_window: "+window+"\n")
 	}
 	hashed := startService(t, cfg("hashed", "0s"))
 	trusted := startService(t, cfg("trusted", "1000h"))
@@ -63,8 +62,7 @@ func benchVerifiedReads(t testing.TB, rep *benchReport, dir string, size int64, 
 			t.Fatal(err)
 		}
 	}
-	var ratios []float64
-	var hs, ts []time.Duration
+	var runsOf pairedRuns
 	for i := 0; i < runs; i++ {
 		hu, tu := hus[i], tus[i]
 		var h, tr time.Duration
@@ -73,17 +71,12 @@ func benchVerifiedReads(t testing.TB, rep *benchReport, dir string, size int64, 
 		} else {
 			tr, h = best(trusted, tu), best(hashed, hu)
 		}
-		hs, ts = append(hs, h), append(ts, tr)
-		ratios = append(ratios, tr.Seconds()/h.Seconds())
+		runsOf.add(h, tr)
 	}
-	slices.Sort(ratios)
-	slices.Sort(hs)
-	slices.Sort(ts)
-	med := ratios[len(ratios)/2]
-	rep.add(benchRow{Name: "verified download, local (hashed vs sendfile)", Ours: fmt.Sprintf("%.0f MB/s", mbps(size, hs[len(hs)/2])),
-		Baseline: fmt.Sprintf("%.0f MB/s (same GET unhashed, sendfile: trusted_read_window)", mbps(size, ts[len(ts)/2])),
-		Ratio:    fmt.Sprintf("%.2f", med), Target: "report", Verdict: "cost of verified reads",
-		Note: fmt.Sprintf("%d MiB, median of %d runs (ratios %.2f..%.2f), best of 3 GETs each", size>>20, runs, ratios[0], ratios[len(ratios)-1])})
+	rep.add(benchRow{Name: "verified download, local (hashed vs sendfile)", Ours: fmt.Sprintf("%.0f MB/s", mbps(size, medianD(runsOf.ours))),
+		Baseline: fmt.Sprintf("%.0f MB/s (same GET unhashed, sendfile: trusted_read_window)", mbps(size, medianD(runsOf.base))),
+		Ratio:    fmt.Sprintf("%.2f", runsOf.ratio()), Target: "report", Verdict: "cost of verified reads",
+		Note: fmt.Sprintf("%d MiB, best of 3 GETs each run; %s", size>>20, runsOf.spread(size))})
 }
 
 // BenchmarkVerifiedReads runs only this row at the full size (256 MiB,

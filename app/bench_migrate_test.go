@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -125,8 +124,7 @@ func benchMigrate(t testing.TB, rep *benchReport, dir string, srv s3test.Server,
 		return time.Since(start)
 	}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 5))
-	var ratios []float64
-	var ours, theirs []time.Duration
+	var runsOf pairedRuns
 	total := int64(objects) * size
 	for i := range runs {
 		producer := fmt.Sprintf("bench-mig-%d", i)
@@ -138,17 +136,13 @@ func benchMigrate(t testing.TB, rep *benchReport, dir string, srv s3test.Server,
 		} else {
 			d, m = copyDirect(dds), migrate(producer)
 		}
-		ours, theirs = append(ours, m), append(theirs, d)
-		ratios = append(ratios, d.Seconds()/m.Seconds())
+		runsOf.add(m, d)
 	}
-	slices.Sort(ratios)
-	slices.Sort(ours)
-	slices.Sort(theirs)
-	med := ratios[len(ratios)/2]
-	rep.add(benchRow{Name: "storage migration, ceph -> local", Ours: fmt.Sprintf("%.1f MB/s", mbps(total, ours[len(ours)/2])),
-		Baseline: fmt.Sprintf("%.1f MB/s (GetObject piped to the local backend's Put)", mbps(total, theirs[len(theirs)/2])),
+	med := runsOf.ratio()
+	rep.add(benchRow{Name: "storage migration, ceph -> local", Ours: fmt.Sprintf("%.1f MB/s", mbps(total, medianD(runsOf.ours))),
+		Baseline: fmt.Sprintf("%.1f MB/s (GetObject piped to the local backend's Put)", mbps(total, medianD(runsOf.base))),
 		Ratio:    fmt.Sprintf("%.2f", med), Target: ">= 0.80", Verdict: verdict(med >= 0.8),
-		Note: fmt.Sprintf("%d objects of %d KiB per run, concurrency %d both sides, median of %d runs (ratios %.2f..%.2f); ours also reads each copy back and records it", objects, size>>10, conc, runs, ratios[0], ratios[len(ratios)-1])})
+		Note: fmt.Sprintf("%d objects of %d KiB per run, concurrency %d both sides; ours also reads each copy back and records it; %s", objects, size>>10, conc, runsOf.spread(total))})
 }
 
 // BenchmarkMigrate runs only this row (Ceph RGW must run):

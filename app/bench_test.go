@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -60,14 +61,23 @@ type benchRow struct {
 }
 
 type benchReport struct {
-	mu   sync.Mutex
-	rows []benchRow
+	mu     sync.Mutex
+	rows   []benchRow
+	phases []benchPhaseTime
+	// progress, when set, gets every row as it is measured and every
+	// phase as it ends (bench_phase_test.go), so a run stopped halfway
+	// still shows what it measured.
+	progress io.Writer
+	started  time.Time
 }
 
 func (r *benchReport) add(row benchRow) {
 	r.mu.Lock()
 	r.rows = append(r.rows, row)
 	r.mu.Unlock()
+	if r.progress != nil {
+		fmt.Fprintf(r.progress, "bench row: | %s | %s | %s | %s | %s | %s | %s |\n", row.Name, row.Ours, row.Baseline, row.Ratio, row.Target, row.Verdict, row.Note)
+	}
 }
 
 func mbps(bytes int64, d time.Duration) float64 { return float64(bytes) / d.Seconds() / 1e6 }
@@ -158,6 +168,15 @@ func baselineServer(t testing.TB, dir string) string {
 }
 
 func timedPUT(t testing.TB, url, token string, body io.Reader, size int64) time.Duration {
+	d, err := putTimed(url, token, body, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// putTimed is timedPUT for any goroutine: it returns its error.
+func putTimed(url, token string, body io.Reader, size int64) (time.Duration, error) {
 	req, _ := http.NewRequest(http.MethodPut, url, body)
 	req.ContentLength = size
 	if token != "" {
@@ -166,14 +185,14 @@ func timedPUT(t testing.TB, url, token string, body io.Reader, size int64) time.
 	start := time.Now()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode >= 300 {
-		t.Fatalf("PUT %s: %d", url, resp.StatusCode)
+		return 0, fmt.Errorf("PUT %s: %d", url, resp.StatusCode)
 	}
-	return time.Since(start)
+	return time.Since(start), nil
 }
 
 func timedGET(t testing.TB, url, token string, want int64) time.Duration {
@@ -240,6 +259,32 @@ func medianD(ds []time.Duration) time.Duration {
 	return s[(len(s)-1)/2]
 }
 
+// pairedRuns are interleaved runs of ours and a baseline doing the same
+// work: a row reports the median of the per-run ratios (baseline time
+// over ours), and lists every run, so the spread is visible.
+type pairedRuns struct{ ours, base []time.Duration }
+
+func (p *pairedRuns) add(ours, base time.Duration) {
+	p.ours, p.base = append(p.ours, ours), append(p.base, base)
+}
+
+func (p *pairedRuns) ratios() []float64 {
+	out := make([]float64, len(p.ours))
+	for i := range p.ours {
+		out[i] = p.base[i].Seconds() / p.ours[i].Seconds()
+	}
+	return out
+}
+
+// ratio is the median of the per-run ratios.
+func (p *pairedRuns) ratio() float64 { return medianF(p.ratios()) }
+
+// spread lists every run of size bytes: the ratios, ours and the baseline in MB/s.
+func (p *pairedRuns) spread(size int64) string {
+	return fmt.Sprintf("median of %d runs; ratios %s; ours %s MB/s, baseline %s MB/s",
+		len(p.ours), floats(p.ratios(), "%.2f"), rates(size, p.ours), rates(size, p.base))
+}
+
 // rates lists every run's rate in run order: the spread behind a median.
 func rates(size int64, ds []time.Duration) string {
 	parts := make([]string, len(ds))
@@ -249,89 +294,119 @@ func rates(size int64, ds []time.Duration) string {
 	return strings.Join(parts, ", ")
 }
 
+// runBenchmarks measures every row, phase by phase (a failed phase does not
+// stop the next one).
 func runBenchmarks(t testing.TB, sz benchSizes, rep *benchReport, runs int) {
 	dir := t.TempDir()
-	cfg := fmt.Sprintf("data_dir: %s/data\nserver:\n  max_body_bytes: 21474836480\nbackends:\n  local:\n    type: local\n    path: %s/objects\n    key_prefix: artifacts\nrouting:\n  default: local\nverify:\n  deep:\n    interval: 0s\n  quick:\n    interval: 0s\n", dir, dir)
-	env := startService(t, cfg)
+	if rep.started.IsZero() {
+		rep.started = time.Now()
+	}
+	scale := benchScale(t)
+	phase := func(name string, fn func(t testing.TB)) { benchPhase(t, rep, name, fn) }
 
-	// 1-2. Local upload and download.
-	base := baselineServer(t, dir)
-	benchUploadDownload(t, rep, env, "local", sz.upload, runs, func(seed uint64) (time.Duration, time.Duration) {
-		u := timedPUT(t, base+"/up", "", newPattern(seed, sz.upload), sz.upload)
-		d := timedGET(t, base+"/down", "", sz.upload)
-		os.Remove(filepath.Join(dir, "baseline.bin"))
-		return u, d
-	})
-
-	// 3. S3: versitygw and Ceph RGW, through artifactstore vs direct.
-	for _, srv := range s3test.Servers(t) {
-		if srv.Name != "versitygw" && srv.Name != "ceph" {
-			continue
-		}
-		bucket := srv.NewBucket(t)
-		s3cfg := fmt.Sprintf("data_dir: %s/data-%s\nserver:\n  max_body_bytes: 21474836480\nbackends:\n%srouting:\n  default: %s\nverify:\n  deep:\n    interval: 0s\n  quick:\n    interval: 0s\n",
-			dir, srv.Name, strings.ReplaceAll(s3BackendYAML(srv.Name, bucket), "multipart_threshold_bytes: 8388608\n    multipart_chunk_bytes: 5242880", "multipart_threshold_bytes: 16777216\n    multipart_chunk_bytes: 16777216"), srv.Name)
-		senv := startService(t, s3cfg)
-		core := srv.Client(t)
-		benchUploadDownload(t, rep, senv, srv.Name, sz.s3Object, runs, func(seed uint64) (time.Duration, time.Duration) {
-			key := fmt.Sprintf("direct/%d", seed)
-			start := time.Now()
-			_, err := core.Client.PutObject(context.Background(), bucket.Bucket, key, newPattern(seed, sz.s3Object), sz.s3Object,
-				minio.PutObjectOptions{PartSize: 16 << 20, ContentType: "application/octet-stream"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			u := time.Since(start)
-			start = time.Now()
-			obj, err := core.Client.GetObject(context.Background(), bucket.Bucket, key, minio.GetObjectOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			// plainWriter: io.Discard's ReadFrom would ignore the buffer
-			// and read 8 KiB at a time.
-			if n, err := io.CopyBuffer(plainWriter{io.Discard}, obj, make([]byte, 1<<20)); err != nil || n != sz.s3Object {
-				t.Fatalf("direct read of %s: %d bytes, %v", key, n, err)
-			}
-			obj.Close()
-			d := time.Since(start)
-			core.RemoveObject(context.Background(), bucket.Bucket, key, minio.RemoveObjectOptions{})
+	// 1-2. Local upload and download against a same-process baseline.
+	phase("transfers, local", func(t testing.TB) {
+		pdir := filepath.Join(dir, "xfer-local")
+		env := startService(t, benchLocalYAML(pdir, ""))
+		defer env.stop()
+		base := baselineServer(t, pdir)
+		benchUploadDownload(t, rep, env, "local", sz.upload, runs, func(seed uint64) (time.Duration, time.Duration) {
+			u := timedPUT(t, base+"/up", "", newPattern(seed, sz.upload), sz.upload)
+			d := timedGET(t, base+"/down", "", sz.upload)
 			return u, d
 		})
-		senv.stop()
+	})
+	// 3. S3: versitygw and Ceph RGW, through artifactstore vs direct.
+	for _, name := range []string{"versitygw", "ceph"} {
+		phase("transfers, "+name, func(t testing.TB) {
+			srv := benchS3Server(t, name)
+			bucket := srv.NewBucket(t)
+			s3cfg := fmt.Sprintf("data_dir: %s/data-%s\nserver:\n  max_body_bytes: 21474836480\nbackends:\n%srouting:\n  default: %s\nverify:\n  deep:\n    interval: 0s\n  quick:\n    interval: 0s\n",
+				dir, srv.Name, strings.ReplaceAll(s3BackendYAML(srv.Name, bucket), "multipart_threshold_bytes: 8388608\n    multipart_chunk_bytes: 5242880", "multipart_threshold_bytes: 16777216\n    multipart_chunk_bytes: 16777216"), srv.Name)
+			senv := startService(t, s3cfg)
+			defer senv.stop()
+			core := srv.Client(t)
+			benchUploadDownload(t, rep, senv, srv.Name, sz.s3Object, runs, func(seed uint64) (time.Duration, time.Duration) {
+				key := fmt.Sprintf("direct/%d", seed)
+				start := time.Now()
+				_, err := core.Client.PutObject(context.Background(), bucket.Bucket, key, newPattern(seed, sz.s3Object), sz.s3Object,
+					minio.PutObjectOptions{PartSize: 16 << 20, ContentType: "application/octet-stream"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				u := time.Since(start)
+				start = time.Now()
+				obj, err := core.Client.GetObject(context.Background(), bucket.Bucket, key, minio.GetObjectOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				// plainWriter: io.Discard's ReadFrom would ignore the buffer
+				// and read 8 KiB at a time.
+				if n, err := io.CopyBuffer(plainWriter{io.Discard}, obj, make([]byte, 1<<20)); err != nil || n != sz.s3Object {
+					t.Fatalf("direct read of %s: %d bytes, %v", key, n, err)
+				}
+				obj.Close()
+				d := time.Since(start)
+				core.RemoveObject(context.Background(), bucket.Bucket, key, minio.RemoveObjectOptions{})
+				return u, d
+			})
+		})
 	}
-
 	// 3b. Concurrent downloads from Ceph RGW, redirected vs proxied (bench_direct_test.go).
-	benchDirect(t, rep, dir, sz, runs)
-
-	// 3c. Storage migration from Ceph RGW to local vs a direct copy
-	// (bench_migrate_test.go).
-	for _, srv := range s3test.Servers(t) {
-		if srv.Name == "ceph" {
-			benchMigrate(t, rep, dir, srv, sz.migrateObjects, sz.migrateSize, runs)
-		}
-	}
-
+	phase("direct downloads, ceph", func(t testing.TB) { benchDirect(t, rep, dir, benchS3Server(t, "ceph"), sz, runs) })
+	// 3c. Storage migration from Ceph RGW to local vs a direct copy (bench_migrate_test.go).
+	phase("migration, ceph -> local", func(t testing.TB) {
+		benchMigrate(t, rep, dir, benchS3Server(t, "ceph"), sz.migrateObjects, sz.migrateSize, runs)
+	})
 	// 4. Verification throughput vs raw sha256 of the same files.
-	benchVerify(t, rep, env, sz.verifyTotal)
-	benchVerifiedReads(t, rep, dir, sz.s3Object, runs) // bench_integrity_test.go
-	// 5. Publish rate of small packages from 32 producers.
-	benchPublishRate(t, rep, env, sz.publishes)
-	// 5b. The same with a webhook to a blackholed receiver (bench_webhook_test.go).
-	benchWebhookPublish(t, rep, env, sz.publishes/3, runs)
-	env.stop()
+	phase("deep verification", func(t testing.TB) {
+		env := startService(t, benchLocalYAML(filepath.Join(dir, "verify"), ""))
+		defer env.stop()
+		benchVerify(t, rep, env, sz.verifyTotal)
+	})
+	phase("verified downloads", func(t testing.TB) { benchVerifiedReads(t, rep, dir, sz.s3Object, runs) }) // bench_integrity_test.go
+	// 5. Publish rate of small packages from 32 producers, then the same
+	// with a webhook to a blackholed receiver (bench_webhook_test.go).
+	phase("publish rate", func(t testing.TB) {
+		env := startService(t, benchLocalYAML(filepath.Join(dir, "publish"), ""))
+		defer env.stop()
+		benchPublishRate(t, rep, env, sz.publishes)
+	})
+	phase("publish rate with a webhook", func(t testing.TB) {
+		env := startService(t, benchLocalYAML(filepath.Join(dir, "webhook"), ""))
+		defer env.stop()
+		benchWebhookPublish(t, rep, env, sz.publishes/3, runs)
+	})
 	// 6. The store at scale: a million packages with distinct objects on
 	// local, and a tenth of that on Ceph RGW.
-	scale := benchScale(t)
-	benchLocalScale(t, rep, dir, max(1000, int(float64(sz.scaleLocal)*scale)))
+	phase("store at scale", func(t testing.TB) {
+		benchStoreAtScale(t, rep, dir, max(1000, int(float64(sz.scaleLocal)*scale)), benchS3Server(t, "ceph"), max(300, int(float64(sz.scaleS3)*scale)))
+	})
+	// 7. Peak RSS of a large streaming upload.
+	phase("peak RSS", func(t testing.TB) { benchRSS(t, rep, dir, sz.rssUpload) })
+	// 8. Every page of the web interface at a tenth of the packages.
+	phase("web interface pages", func(t testing.TB) { benchUI(t, rep, dir, sz.scaleLocal/10) })
+}
+
+// benchS3Server is the test S3 server of that name (versitygw, ceph);
+// without it the phase fails.
+func benchS3Server(t testing.TB, name string) s3test.Server {
 	for _, srv := range s3test.Servers(t) {
-		if srv.Name == "ceph" {
-			benchS3Scale(t, rep, dir, srv, max(300, int(float64(sz.scaleS3)*scale)))
+		if srv.Name == name {
+			return srv
 		}
 	}
-	// 7. Peak RSS of a large streaming upload.
-	benchRSS(t, rep, dir, sz.rssUpload)
-	// 8. Every page of the web interface at a tenth of the packages.
-	benchUI(t, rep, dir, sz.scaleLocal/10)
+	t.Fatalf("the %s server does not run (. /tmp/artifactstore-s3/env.sh)", name)
+	return s3test.Server{}
+}
+
+// benchLocalYAML is the configuration of a bench service under dir: one
+// local backend in dir/objects, bodies up to 20 GiB, scheduled
+// verification off (no run disturbs a measurement); verifyExtra adds
+// lines to the verify section.
+func benchLocalYAML(dir, verifyExtra string) string {
+	return fmt.Sprintf("data_dir: %s/data\nserver:\n  max_body_bytes: 21474836480\nbackends:\n  local:\n    type: local\n    path: %s/objects\n    key_prefix: artifacts\nrouting:\n  default: local\nverify:\n%s  deep:\n    interval: 0s\n  quick:\n    interval: 0s\n",
+		dir, dir, verifyExtra)
 }
 
 func benchVerify(t testing.TB, rep *benchReport, env *testEnv, total int64) {
@@ -584,11 +659,13 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 }
 
 // benchRSS streams one large upload into a serve process and reads its
-// peak RSS (VmHWM), against the baseline receiver in a process of its own.
+// peak RSS (VmHWM), against the baseline receiver in a process of its own
+// receiving the same bytes at the same time (side by side, to halve the
+// wall time: the peak RSS of a streaming receiver does not depend on its
+// speed, the rates in the note do).
 func benchRSS(t testing.TB, rep *benchReport, dir string, size int64) {
 	rdir := filepath.Join(dir, "rss")
-	cfg := writeLocalConfig(t, rdir, filepath.Join(rdir, "objects"), "server:\n  max_body_bytes: 21474836480\n")
-	p := startProc(t, cfg)
+	p := startProc(t, benchLocalConfigFile(t, rdir))
 	c := clientFor(p)
 	seed := uint64(42)
 	sum := patternSHA(seed, size)
@@ -597,14 +674,6 @@ func benchRSS(t testing.TB, rep *benchReport, dir string, size int64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := timedPUT(t, p.url+"/v1/uploads/"+br.UploadID+"/blobs/sha256:"+sum, p.token, newPattern(seed, size), size)
-	ours := vmHWM(t, p.cmd.Process.Pid)
-	if _, _, err := c.Commit(context.Background(), br.UploadID); err != nil {
-		t.Fatal(err)
-	}
-	p.stop(t)
-	os.RemoveAll(filepath.Join(rdir, "objects"))
-
 	// The baseline receiver, as its own process: this test binary re-run
 	// in baseline-server mode.
 	cmd := exec.Command(os.Args[0], "-test.run=^TestBaselineReceiverProcess$")
@@ -613,17 +682,34 @@ func benchRSS(t testing.TB, rep *benchReport, dir string, size int64) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill()
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		os.Remove(filepath.Join(rdir, "baseline.bin"))
+	}()
 	var url string
 	fmt.Fscanln(out, &url)
-	bd := timedPUT(t, url+"/up", "", newPattern(seed, size), size)
+	var bd time.Duration
+	baseDone := make(chan error, 1)
+	go func() {
+		var err error
+		bd, err = putTimed(url+"/up", "", newPattern(seed, size), size)
+		baseDone <- err
+	}()
+	d := timedPUT(t, p.url+"/v1/uploads/"+br.UploadID+"/blobs/sha256:"+sum, p.token, newPattern(seed, size), size)
+	ours := vmHWM(t, p.cmd.Process.Pid)
+	if err := <-baseDone; err != nil {
+		t.Fatalf("baseline receiver: %v", err)
+	}
 	base := vmHWM(t, cmd.Process.Pid)
-	cmd.Process.Kill()
-	cmd.Wait()
-	os.Remove(filepath.Join(rdir, "baseline.bin"))
+	if _, _, err := c.Commit(context.Background(), br.UploadID); err != nil {
+		t.Fatal(err)
+	}
+	p.stop(t)
+	os.RemoveAll(filepath.Join(rdir, "objects"))
 	rep.add(benchRow{Name: "peak RSS, streaming upload, local", Ours: fmt.Sprintf("%d MiB", ours>>20), Baseline: fmt.Sprintf("%d MiB (baseline receiver process)", base>>20),
 		Ratio: fmt.Sprintf("%.2f", float64(base)/float64(ours)), Target: "< 100 MiB", Verdict: verdict(ours < 100<<20),
-		Note: fmt.Sprintf("%d MiB upload at %.0f MB/s (baseline %.0f MB/s); S3: one part of multipart_chunk_bytes in flight, streamed, not buffered", size>>20, mbps(size, d), mbps(size, bd))})
+		Note: fmt.Sprintf("%d MiB upload at %.0f MB/s (baseline %.0f MB/s; the two uploads ran side by side); S3: one part of multipart_chunk_bytes in flight, streamed, not buffered", size>>20, mbps(size, d), mbps(size, bd))})
 }
 
 // TestBaselineReceiverProcess is the baseline receiver when re-run by
@@ -679,18 +765,27 @@ func cpuModel() string {
 	return runtime.GOARCH
 }
 
-// BenchmarkReport runs every measurement once at full size, prints the
-// table and, with ARTIFACTSTORE_BENCH_REPORT=FILE, writes it there.
+// benchRuns is how many interleaved runs a transfer or rate row takes the
+// median of (the spread of all of them is listed).
+const benchRuns = 3
+
+// BenchmarkReport runs every measurement once at full size, prints each row
+// as it is measured, then the table and the time of every phase and, with
+// ARTIFACTSTORE_BENCH_REPORT=FILE, writes them there. A failed phase or a
+// missing row fails the run after the table is printed and written.
 func BenchmarkReport(b *testing.B) {
-	rep := &benchReport{}
-	runBenchmarks(b, fullSizes, rep, 5)
-	if err := checkReport(rep); err != nil {
-		b.Errorf("incomplete report: %v", err)
+	rep := &benchReport{progress: os.Stdout, started: time.Now()}
+	load := loadAverage()
+	runBenchmarks(b, fullSizes, rep, benchRuns)
+	check := checkReport(rep)
+	if check != nil {
+		b.Errorf("incomplete report:\n%v", check)
 	}
 	table := rep.table()
 	fmt.Println(table)
+	fmt.Println(rep.phaseTable())
 	if out := os.Getenv("ARTIFACTSTORE_BENCH_REPORT"); out != "" {
-		writePerformanceDoc(b, out, table)
+		writePerformanceDoc(b, out, rep, load, check)
 	}
 }
 
@@ -712,26 +807,31 @@ var benchRowsRequired = []string{
 	"peak RSS, streaming upload, local", "storage migration, ceph -> local",
 }
 
-// checkReport fails when a required row is missing or a row's ratio is
-// not a finite number.
+// checkReport fails when a phase failed, a required row is missing or a
+// row's ratio is not a finite number; it names every such row.
 func checkReport(rep *benchReport) error {
+	var errs []error
 	names := map[string]bool{}
 	for _, row := range rep.rows {
 		names[row.Name] = true
+		if strings.HasPrefix(row.Name, "FAILED: ") {
+			errs = append(errs, fmt.Errorf("phase %q failed", strings.TrimPrefix(row.Name, "FAILED: ")))
+			continue
+		}
 		r, err := strconv.ParseFloat(row.Ratio, 64)
 		if err != nil || math.IsNaN(r) || math.IsInf(r, 0) {
-			return fmt.Errorf("row %q: ratio %q is not a number", row.Name, row.Ratio)
+			errs = append(errs, fmt.Errorf("row %q: ratio %q is not a number", row.Name, row.Ratio))
 		}
 		if row.Verdict == "" || row.Target == "" || row.Note == "" {
-			return fmt.Errorf("row %q lacks a target, verdict or note", row.Name)
+			errs = append(errs, fmt.Errorf("row %q lacks a target, verdict or note", row.Name))
 		}
 	}
 	for _, want := range benchRowsRequired {
 		if !names[want] {
-			return fmt.Errorf("row %q is missing", want)
+			errs = append(errs, fmt.Errorf("row %q is missing", want))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // TestBenchHarnessSmoke runs every measurement with tiny sizes: it proves
@@ -756,9 +856,22 @@ func TestBenchReportCheck(t *testing.T) {
 	if err := checkReport(full); err != nil {
 		t.Fatalf("complete report rejected: %v", err)
 	}
-	missing := &benchReport{rows: full.rows[1:]}
-	if err := checkReport(missing); err == nil {
+	missing := &benchReport{rows: full.rows[1 : len(full.rows)-1]}
+	err := checkReport(missing)
+	if err == nil {
 		t.Fatal("a report without a required row passed")
+	}
+	// Every missing row is named, not only the first.
+	for _, name := range []string{benchRowsRequired[0], benchRowsRequired[len(benchRowsRequired)-1]} {
+		if !strings.Contains(err.Error(), name) {
+			t.Fatalf("the check does not name the missing row %q: %v", name, err)
+		}
+	}
+	// A failed phase fails the report even when its rows are all there.
+	failed := &benchReport{rows: append([]benchRow(nil), full.rows...)}
+	failed.add(benchRow{Name: "FAILED: store at scale, ceph", Ratio: "-", Target: "-", Verdict: "FAILED", Note: "n"})
+	if err := checkReport(failed); err == nil || !strings.Contains(err.Error(), "store at scale, ceph") {
+		t.Fatalf("a report with a failed phase: %v", err)
 	}
 	for _, bad := range []string{"NaN", "+Inf", "", "n/a"} {
 		r := &benchReport{rows: append([]benchRow(nil), full.rows...)}
@@ -769,20 +882,35 @@ func TestBenchReportCheck(t *testing.T) {
 	}
 }
 
-// writePerformanceDoc puts the table (with the machine and date) between
-// the bench markers of path, keeping the rest of the document (the
-// findings written by people); a missing file gets a skeleton.
-func writePerformanceDoc(t testing.TB, path, table string) {
+// writePerformanceDoc puts the table (with the machine, the date, the load
+// average, the time of every phase and, for an incomplete run, what is
+// missing) between the bench markers of path, keeping the rest of the
+// document (the findings written by people); a missing file gets a
+// skeleton.
+func writePerformanceDoc(t testing.TB, path string, rep *benchReport, loadBefore string, check error) {
 	const start, end = "<!-- bench:start -->", "<!-- bench:end -->"
-	block := fmt.Sprintf("%s\nMeasured on %s (%d cores, %s), %s, with\n`make bench` (`go test -run '^$' -bench '^BenchmarkReport$' -benchtime 1x ./app`).\n\n%s%s",
-		start, cpuModel(), runtime.NumCPU(), runtime.Version(), time.Now().UTC().Format("2006-01-02 15:04 UTC"), table, end)
+	scale := "`make bench`"
+	if v := os.Getenv("BENCH_SCALE"); v != "" {
+		scale = "`BENCH_SCALE=" + v + " make bench`"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s\nMeasured on %s (%d cores, %s), %s, with\n%s (`go test -run '^$' -bench '^BenchmarkReport$' -benchtime 1x ./app`; run %s-%s UTC, %s; load average (1, 5, 15 min) %s at the start, %s at the end).\n\n",
+		start, cpuModel(), runtime.NumCPU(), runtime.Version(), time.Now().UTC().Format("2006-01-02 15:04 UTC"), scale,
+		rep.started.UTC().Format("15:04"), time.Now().UTC().Format("15:04"), time.Since(rep.started).Round(time.Second), loadBefore, loadAverage())
+	if check != nil {
+		fmt.Fprintf(&b, "**INCOMPLETE RUN**: %s\n\n", strings.ReplaceAll(check.Error(), "\n", "; "))
+	}
+	b.WriteString(rep.table())
+	b.WriteString("\nTime of each phase of this run:\n\n")
+	b.WriteString(rep.phaseTable())
+	b.WriteString(end)
 	old, err := os.ReadFile(path)
-	doc := "# Performance\n\n" + block + "\n"
+	doc := "# Performance\n\n" + b.String() + "\n"
 	if err == nil {
 		s := string(old)
 		i, j := strings.Index(s, start), strings.Index(s, end)
 		if i >= 0 && j > i {
-			doc = s[:i] + block + s[j+len(end):]
+			doc = s[:i] + b.String() + s[j+len(end):]
 		}
 	}
 	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {

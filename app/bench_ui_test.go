@@ -33,6 +33,7 @@ import (
 // against the JSON API answer for the same data where there is one,
 // measured the same way in the same run.
 func benchUI(t testing.TB, rep *benchReport, dir string, n int) {
+	steps := rep.steps("web interface pages")
 	cfg, _ := benchLocalConfig(t, filepath.Join(dir, "ui"))
 	st := openBenchStore(t, cfg.Database.Path)
 	ctx := context.Background()
@@ -51,15 +52,12 @@ func benchUI(t testing.TB, rep *benchReport, dir string, n int) {
 		return p
 	}
 	live := min(2000, n/2)
-	const chunk = 20000
-	for off := 0; off < n-live; off += chunk {
-		var batch []store.Package
-		for i := off; i < off+chunk && i < n-live; i++ {
-			batch = append(batch, mk(i))
-		}
-		if err := st.ImportPackages(ctx, batch, "local"); err != nil {
-			t.Fatal(err)
-		}
+	batch := make([]store.Package, 0, n-live)
+	for i := 0; i < n-live; i++ {
+		batch = append(batch, mk(i))
+	}
+	if err := st.ImportPackages(ctx, batch, "local"); err != nil {
+		t.Fatal(err)
 	}
 	for i := n - live; i < n; i++ {
 		p := mk(i)
@@ -86,6 +84,7 @@ func benchUI(t testing.TB, rep *benchReport, dir string, n int) {
 			Verdict: verdict, At: time.Now(), RunID: "bench"})
 	}
 	st.Close()
+	steps.done(fmt.Sprintf("dataset (%d packages imported, %d committed)", n-live, live))
 
 	svc, err := NewService(ctx, cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -212,6 +211,7 @@ func benchUI(t testing.TB, rep *benchReport, dir string, n int) {
 		}
 		rep.add(row)
 	}
+	steps.done(fmt.Sprintf("%d pages", len(pages)))
 }
 
 // threadCPU is the CPU time (user and system) of the calling thread.

@@ -109,7 +109,7 @@ func maxOf(xs []float64) float64 {
 // go test -run '^$' -bench '^BenchmarkWebhookPublish$' -benchtime 1x ./app
 func BenchmarkWebhookPublish(b *testing.B) {
 	dir := b.TempDir()
-	env := startService(b, fmt.Sprintf("data_dir: %s/data\nbackends:\n  local:\n    type: local\n    path: %s/objects\n    key_prefix: artifacts\nrouting:\n  default: local\nverify:\n  deep:\n    interval: 0s\n  quick:\n    interval: 0s\n", dir, dir))
+	env := startService(b, benchLocalYAML(dir, ""))
 	rep := &benchReport{}
 	benchWebhookPublish(b, rep, env, fullSizes.publishes/3, 6)
 	fmt.Println(rep.table())

@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"os"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/mattn/go-isatty"
@@ -58,17 +57,9 @@ func (s *Service) adminVerify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
-	var mu sync.Mutex
-	enc := json.NewEncoder(w)
-	flusher, _ := w.(http.Flusher)
-	send := func(l verifyLine) {
-		mu.Lock()
-		defer mu.Unlock()
-		enc.Encode(l)
-		if flusher != nil {
-			flusher.Flush()
-		}
-	}
+	// A write error means the reader went away, which also cancels
+	// r.Context() and so the run.
+	send := cliout.NDJSON(w)
 	rep, err := s.Verify.Run(r.Context(), backend, mode, verify.Hooks{
 		Start:   func(total int) { send(verifyLine{Type: "start", Backend: backend, Total: total}) },
 		Verdict: func(v store.Verdict) { send(verifyLine{Type: "verdict", Verdict: &v}) },

@@ -287,39 +287,52 @@ func checkPackageIndexes(ctx context.Context, tx *bolt.Tx, add func(kind, subjec
 // CursorOf returns the cursor that continues a listing after p.
 func CursorOf(p *Package) string { return encodeCursor(joinKey(p.Name, p.Version)) }
 
-// putPackages is putPackage for many new packages (Seq set), writing each
-// bucket in key order.
-func putPackages(tx *bolt.Tx, pkgs []Package) error {
-	type kv struct{ k, v []byte }
-	per := map[string][]kv{}
+// keyValue is one record to write.
+type keyValue struct{ k, v []byte }
+
+// bucketRecords are the records of one bucket, sorted by key.
+type bucketRecords struct {
+	bucket []byte
+	kvs    []keyValue
+}
+
+// packageRecords returns every record that new packages (Seq set) write:
+// the package, its version and content references, its recent entry and
+// its listing-index entries, grouped by bucket (in a fixed bucket order)
+// and sorted by key, so that a bulk write walks each bucket once.
+func packageRecords(pkgs []Package) ([]bucketRecords, error) {
+	per := map[string][]keyValue{}
+	if len(pkgs) > 0 { // sized for the common case, one file and the first package's labels
+		for _, name := range append([][]byte{bucketPackages, bucketVersions, bucketPackageRefs, bucketRecent}, indexBuckets...) {
+			per[string(name)] = make([]keyValue, 0, len(pkgs))
+		}
+		per[string(bucketByLabel)] = make([]keyValue, 0, len(pkgs)*len(pkgs[0].Labels))
+	}
 	for i := range pkgs {
 		p := &pkgs[i]
 		v, err := encode(p)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		per[string(bucketPackages)] = append(per[string(bucketPackages)], kv{joinKey(p.Name, p.Version), v})
-		per[string(bucketVersions)] = append(per[string(bucketVersions)], kv{u64Append(append([]byte(p.Name), 0), p.Seq), []byte(p.Version)})
+		per[string(bucketPackages)] = append(per[string(bucketPackages)], keyValue{joinKey(p.Name, p.Version), v})
+		per[string(bucketVersions)] = append(per[string(bucketVersions)], keyValue{u64Append(append([]byte(p.Name), 0), p.Seq), []byte(p.Version)})
 		for _, f := range p.Files {
-			per[string(bucketPackageRefs)] = append(per[string(bucketPackageRefs)], kv{joinKey(f.Digest, p.Name, p.Version), nil})
+			per[string(bucketPackageRefs)] = append(per[string(bucketPackageRefs)], keyValue{joinKey(f.Digest, p.Name, p.Version), nil})
 		}
-		per[string(bucketRecent)] = append(per[string(bucketRecent)], kv{u64(p.Seq), recentValue(p)})
+		per[string(bucketRecent)] = append(per[string(bucketRecent)], keyValue{u64(p.Seq), recentValue(p)})
 		for name, keys := range indexKeys(p) {
 			for _, k := range keys {
-				per[name] = append(per[name], kv{k, u64(p.Seq)})
+				per[name] = append(per[name], keyValue{k, u64(p.Seq)})
 			}
 		}
 	}
-	for name, kvs := range per {
-		slices.SortFunc(kvs, func(a, b kv) int { return bytes.Compare(a.k, b.k) })
-		b := tx.Bucket([]byte(name))
-		for _, e := range kvs {
-			if err := b.Put(e.k, e.v); err != nil {
-				return err
-			}
-		}
+	out := make([]bucketRecords, 0, len(per))
+	for _, name := range slices.Sorted(maps.Keys(per)) {
+		kvs := per[name]
+		slices.SortFunc(kvs, func(a, b keyValue) int { return bytes.Compare(a.k, b.k) })
+		out = append(out, bucketRecords{bucket: []byte(name), kvs: kvs})
 	}
-	return nil
+	return out, nil
 }
 
 // rebuildPackageRefs replaces package_refs with what the packages say.

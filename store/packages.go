@@ -261,58 +261,124 @@ const bulkFillPercent = 0.9
 // leave every page half empty for good.
 const appendFillPercent = 1.0
 
-// ImportPackages writes committed packages in one transaction, with their
-// blobs and a stored location on backend for every file whose blob is new,
-// without events or upload sessions. It exists for bulk loading (the
-// benchmark datasets); publishing goes through upload sessions and Commit.
-// Each bucket is written in key order, which is several times faster than
-// package by package.
+// importTxRecords is how many records one transaction of ImportPackages
+// writes at most: a bulk load of a million packages commits in a few
+// dozen transactions, each appending to the right edge of every bucket.
+var importTxRecords = 250_000
+
+// ImportPackages writes committed packages, with their blobs and a stored
+// location on backend for every file whose blob is new, without events or
+// upload sessions. It exists for bulk loading (the benchmark datasets);
+// publishing goes through upload sessions and Commit.
+//
+// All records of the import are sorted by key across the whole import and
+// each bucket is written once, in key order, with its pages packed to
+// bulkFillPercent: a random-keyed bucket (blobs, locations, content
+// references) is never rewritten page by page, so the cost is linear in
+// the import. Up to importTxRecords records the import is one
+// transaction (all or nothing); a larger one commits every
+// importTxRecords records and, if it fails, leaves what it committed: it
+// is meant for a database no one else uses yet.
 func (s *Store) ImportPackages(ctx context.Context, pkgs []Package, backend string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		pb := tx.Bucket(bucketPackages)
-		blobs := tx.Bucket(bucketBlobs)
-		// A bulk load fills the pages it writes to 90% (bbolt splits at
-		// 50% by default, which suits random single inserts).
+	if len(pkgs) == 0 {
+		return nil
+	}
+	tx, err := s.db.Begin(true)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if tx != nil {
+			tx.Rollback() // after a commit: ErrTxClosed, nothing to undo
+		}
+	}()
+	pb := tx.Bucket(bucketPackages)
+	first := pb.Sequence() + 1
+	if err := pb.SetSequence(pb.Sequence() + uint64(len(pkgs))); err != nil {
+		return err
+	}
+	now := s.now().UTC()
+	blobs := tx.Bucket(bucketBlobs)
+	newBlobs := map[string]int64{}
+	for i := range pkgs {
+		p := &pkgs[i]
+		p.Seq = first + uint64(i)
+		if p.CreatedAt.IsZero() {
+			p.CreatedAt = now
+		}
+		for j := range p.Files {
+			f := &p.Files[j]
+			f.Backend = backend
+			if _, ok := newBlobs[f.Digest]; !ok && blobs.Get([]byte(f.Digest)) == nil {
+				newBlobs[f.Digest] = f.Size
+			}
+		}
+	}
+	digests := slices.Sorted(maps.Keys(newBlobs))
+	recs, err := packageRecords(pkgs)
+	if err != nil {
+		return err
+	}
+	// A bulk load fills the pages it writes to 90% (bbolt splits at 50% by
+	// default, which suits random single inserts); recent, keyed by
+	// sequence, only ever appends.
+	fill := func(tx *bolt.Tx) {
 		for _, name := range append([][]byte{bucketBlobs, bucketVersions, bucketPackages, bucketPackageRefs}, indexBuckets...) {
 			tx.Bucket(name).FillPercent = bulkFillPercent
 		}
 		tx.Bucket(bucketRecent).FillPercent = appendFillPercent
 		setLocationsFill(tx, bulkFillPercent)
-		now := s.now().UTC()
-		newBlobs := map[string]int64{}
-		for i := range pkgs {
-			p := &pkgs[i]
-			seq, err := pb.NextSequence()
-			if err != nil {
+	}
+	fill(tx)
+	written := 0
+	// next makes room for one more record: it commits and begins the next
+	// transaction every importTxRecords records.
+	next := func() error {
+		if written++; written <= importTxRecords {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+		if tx, err = s.db.Begin(true); err != nil {
+			return err
+		}
+		fill(tx)
+		written = 1
+		return nil
+	}
+	for _, d := range digests {
+		if err := next(); err != nil {
+			return err
+		}
+		v, err := encodeBlob(Blob{Digest: d, Size: newBlobs[d], CreatedAt: now})
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketBlobs).Put([]byte(d), v); err != nil {
+			return err
+		}
+	}
+	for _, d := range digests {
+		if err := next(); err != nil {
+			return err
+		}
+		if err := putLocation(tx, &Location{Digest: d, Backend: backend, Size: newBlobs[d], Status: StatusStored, StoredAt: now}); err != nil {
+			return err
+		}
+	}
+	for _, r := range recs {
+		for _, e := range r.kvs {
+			if err := next(); err != nil {
 				return err
 			}
-			p.Seq = seq
-			if p.CreatedAt.IsZero() {
-				p.CreatedAt = now
-			}
-			for j := range p.Files {
-				f := &p.Files[j]
-				f.Backend = backend
-				if _, ok := newBlobs[f.Digest]; !ok && blobs.Get([]byte(f.Digest)) == nil {
-					newBlobs[f.Digest] = f.Size
-				}
+			if err := tx.Bucket(r.bucket).Put(e.k, e.v); err != nil {
+				return err
 			}
 		}
-		digests := slices.Sorted(maps.Keys(newBlobs))
-		for _, d := range digests {
-			v, err := encodeBlob(Blob{Digest: d, Size: newBlobs[d], CreatedAt: now})
-			if err != nil {
-				return err
-			}
-			if err := blobs.Put([]byte(d), v); err != nil {
-				return err
-			}
-		}
-		for _, d := range digests {
-			if err := putLocation(tx, &Location{Digest: d, Backend: backend, Size: newBlobs[d], Status: StatusStored, StoredAt: now}); err != nil {
-				return err
-			}
-		}
-		return putPackages(tx, pkgs)
-	})
+	}
+	return tx.Commit()
 }

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"sync"
 
+	"artifactstore/internal/cliout"
 	"artifactstore/store"
 )
 
@@ -61,17 +61,9 @@ func (m *Manager) adminMigrate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
-	var mu sync.Mutex
-	enc := json.NewEncoder(w)
-	flusher, _ := w.(http.Flusher)
-	send := func(l MigrateLine) {
-		mu.Lock()
-		defer mu.Unlock()
-		enc.Encode(l)
-		if flusher != nil {
-			flusher.Flush()
-		}
-	}
+	// A write error means the reader went away, which also cancels
+	// r.Context() and so the run.
+	send := cliout.NDJSON(w)
 	run, err := m.Migrate(r.Context(), o, func(run store.MigrationRun) { send(MigrateLine{Type: "progress", Run: &run}) })
 	if err != nil {
 		send(MigrateLine{Type: "error", Run: run, Error: err.Error()})

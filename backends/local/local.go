@@ -125,7 +125,8 @@ func (b *Backend) Replace(ctx context.Context, d digest.Digest, size int64, body
 
 // write streams body through the verifier into a temp file in the temp
 // directory (from 4 MiB on, hashing on another core while reading and
-// writing: digest.CopyVerified), fsyncs it and renames it into place.
+// writing: digest.CopyVerified; write-back to disk started every
+// writeBehindBytes: writeBehind), fsyncs it and renames it into place.
 func (b *Backend) write(ctx context.Context, d digest.Digest, size int64, body io.Reader) error {
 	return b.writeFile(ctx, b.Path(d), d, size, body)
 }
@@ -146,7 +147,7 @@ func (b *Backend) writeFile(ctx context.Context, final string, d digest.Digest, 
 			os.Remove(f.Name())
 		}
 	}()
-	if err = copyVerified(f, backends.ContextReader(ctx, body), d, size); err != nil {
+	if err = copyVerified(newWriteBehind(f), backends.ContextReader(ctx, body), d, size); err != nil {
 		return fmt.Errorf("local put %s: %w", d, err)
 	}
 	if err = f.Sync(); err != nil {
@@ -186,16 +187,15 @@ func (b *Backend) mkdirDurable(dir string) error {
 	return syncDir(parent)
 }
 
-type writerOnly struct{ io.Writer }
-
 // parallelFrom is the size from which a put hashes on one goroutine while
 // another reads and writes (digest.CopyVerified); below it the goroutine
 // handoff costs more than it saves.
 const parallelFrom = 4 << 20
 
-// copyVerified copies exactly size bytes of body into f and checks them
-// against d. The temp file f only becomes the object after a nil error.
-func copyVerified(f *os.File, body io.Reader, d digest.Digest, size int64) error {
+// copyVerified copies exactly size bytes of body into w (the temp file's
+// writeBehind) and checks them against d. The temp file only becomes the
+// object after a nil error.
+func copyVerified(w *writeBehind, body io.Reader, d digest.Digest, size int64) error {
 	if size >= parallelFrom {
 		bps := [3]*[]byte{}
 		bufs := make([][]byte, len(bps))
@@ -208,15 +208,15 @@ func copyVerified(f *os.File, body io.Reader, d digest.Digest, size int64) error
 				bufPool.Put(bp)
 			}
 		}()
-		_, err := digest.CopyVerified(f, body, d, size, bufs)
+		_, err := digest.CopyVerified(w, body, d, size, bufs)
 		return err
 	}
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	v := digest.NewVerifier(body, d, size)
-	// writerOnly hides (*os.File).ReadFrom, which would ignore our buffer
-	// and copy in 32 KiB pieces (half the throughput).
-	if _, err := io.CopyBuffer(writerOnly{f}, v, *bp); err != nil {
+	// w has no ReadFrom (an *os.File's would ignore our buffer and copy
+	// in 32 KiB pieces: half the throughput).
+	if _, err := io.CopyBuffer(w, v, *bp); err != nil {
 		return err
 	}
 	if !v.Verified() {

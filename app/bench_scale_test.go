@@ -539,7 +539,7 @@ func benchScaleRows(t testing.TB, rep *benchReport, label string, cfg *Config, n
 	steps.done("database bytes")
 	rep.add(benchRow{Name: "database bytes per package, " + label, Ours: fmt.Sprintf("%.0f B", per), Baseline: fmt.Sprintf("%.0f B (records of one package in use, no page overhead)", inuse),
 		Ratio: fmt.Sprintf("%.2f", inuse/per), Target: "< 2 KiB", Verdict: verdict(per < 2048) + " (bulk-loaded layout)",
-		Note: note + fmt.Sprintf("; %d MiB file. Bulk-loaded: every bucket written once in key order, pages packed to 90%%, no events: "+
+		Note: note + fmt.Sprintf("; %d MiB file. Bulk-loaded: every table written once in key order, pages packed to 90%%, no events: "+
 			"the compact layout of a bulk load, not the page fill of a store grown one commit at a time (random digests split pages at random): "+
 			"that store is the row 'database bytes per package, built by publishes'", size>>20)})
 }

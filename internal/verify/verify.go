@@ -113,14 +113,19 @@ type Report struct {
 
 // Hooks observe a run; either may be nil.
 type Hooks struct {
-	// Start receives the number of locations the run will check.
+	// Start receives the number of locations the run will check, from
+	// the backend's counters less what a resumed run already checked
+	// (locations added or removed during the run make it approximate).
 	Start func(total int)
 	// Verdict receives every verdict as it is recorded.
 	Verdict func(store.Verdict)
 }
 
-// Run verifies every location on backend in the given mode, oldest
-// verified first, resuming an unfinished run of the same backend and mode.
+// Run verifies every location on backend in the given mode, resuming an
+// unfinished run of the same backend and mode. It walks the backend's
+// locations a page at a time in digest order, going round from where the
+// previous run stopped (see run), and records verdicts in batches; the
+// hook and the report count only recorded verdicts.
 // It returns an error only when the run could not complete (cancelled, the
 // database failed, the backend could not be listed); failed verdicts are
 // in the report, not the error.

@@ -243,9 +243,10 @@ const (
 // started. The walk goes round the backend's locations in digest order
 // starting after run.Position, where the previous run (or this run, when
 // resumed) stopped, and wraps around to it: after complete runs the
-// locations whose check is oldest come first, and a run that ends early
-// (an error, a restart) is continued by the next rather than started
-// over.
+// locations whose check is oldest come first, and after a run that ended
+// early with an error the next run begins where it stopped, so the
+// locations it did not reach come first (a run interrupted by a restart
+// is resumed: Current keeps its Position).
 func (e *Engine) run(ctx context.Context, b backends.Backend, run *store.RunSummary, rep *Report, hooks Hooks) error {
 	last := func(l *store.Location) *time.Time {
 		if run.Mode == store.ModeDeep {

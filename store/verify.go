@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -58,35 +59,180 @@ func (v Verdict) Failed() bool { return v.Verdict != StatusVerified }
 // began (v.Generation below its Repairs), is skipped: the verdict is about
 // bytes that are no longer there.
 func (s *Store) RecordVerdict(ctx context.Context, v Verdict) error {
+	return s.RecordVerdicts(ctx, []Verdict{v})
+}
+
+// RecordVerdicts records vs in order, each exactly as RecordVerdict does,
+// all in one durable transaction: either every verdict is recorded (or
+// skipped as stale, as RecordVerdict skips it) or, on error, none is.
+// Verification records its verdicts in batches through it, so a run
+// costs one commit per batch instead of one per object.
+func (s *Store) RecordVerdicts(ctx context.Context, vs []Verdict) error {
+	if len(vs) == 0 {
+		return nil
+	}
 	return s.batch(func(tx *bolt.Tx) error {
-		l, err := getLocation(tx, v.Digest, v.Backend)
-		if err != nil || l == nil || v.Generation < l.Repairs {
-			return err
-		}
-		at := v.At.UTC()
-		l.Status = nextStatus(l.Status, v.Mode, v.Verdict)
-		switch v.Mode {
-		case ModeDeep:
-			l.LastVerifiedAt = &at
-		case ModeQuick:
-			l.LastCheckedAt = &at
-		}
-		if v.Failed() {
-			l.LastError = v.Error
-		} else if !l.Failed() {
-			l.LastError = ""
-		} // else: a pass that cannot clear the failure keeps its diagnosis
-		if err := putLocation(tx, l); err != nil {
-			return err
-		}
-		if err := s.appendEvent(tx, EventLocationVerified, v.Digest, v); err != nil {
-			return err
-		}
-		if v.Failed() {
-			return s.appendEvent(tx, EventLocationFailed, v.Digest, v)
+		for i := range vs {
+			if err := s.recordVerdict(tx, &vs[i]); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
+}
+
+func (s *Store) recordVerdict(tx *bolt.Tx, v *Verdict) error {
+	l, err := getLocation(tx, v.Digest, v.Backend)
+	if err != nil || l == nil || v.Generation < l.Repairs {
+		return err
+	}
+	at := v.At.UTC()
+	l.Status = nextStatus(l.Status, v.Mode, v.Verdict)
+	switch v.Mode {
+	case ModeDeep:
+		l.LastVerifiedAt = &at
+	case ModeQuick:
+		l.LastCheckedAt = &at
+	}
+	if v.Failed() {
+		l.LastError = v.Error
+	} else if !l.Failed() {
+		l.LastError = ""
+	} // else: a pass that cannot clear the failure keeps its diagnosis
+	if err := putLocation(tx, l); err != nil {
+		return err
+	}
+	if err := s.appendEvent(tx, EventLocationVerified, v.Digest, *v); err != nil {
+		return err
+	}
+	if v.Failed() {
+		return s.appendEvent(tx, EventLocationFailed, v.Digest, *v)
+	}
+	return nil
+}
+
+// LocationPage is one page of a backend's locations (LocationsPage).
+type LocationPage struct {
+	// Locations are the page's locations that keep accepted, in digest
+	// order.
+	Locations []Location
+	// Last is the last digest the page looked at; the next page starts
+	// after it.
+	Last string
+	// Done is set when no digest after Last is left within the bound.
+	Done bool
+}
+
+// pageScanFactor bounds the keys one page reads (in one read
+// transaction) to this many times its limit whatever keep rejects, so a
+// page stays short.
+const pageScanFactor = 4
+
+// LocationsPage reads, in one short read transaction and digest order,
+// the locations on backend whose digest is after after ("" = from the
+// first) and not after until ("" = no bound), up to limit of them that
+// keep accepts (nil keeps all). It reads at most limit*4 keys, so a page
+// whose locations keep mostly rejects may hold fewer than limit and not
+// be Done; the caller pages on from Last. Paging through a backend thus
+// costs memory for one page, not for every location.
+func (s *Store) LocationsPage(ctx context.Context, backend, after, until string, limit int, keep func(*Location) bool) (LocationPage, error) {
+	if limit < 1 {
+		limit = 1
+	}
+	var p LocationPage
+	suffix := append([]byte{0}, backend...)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketLocations).Cursor()
+		var k, v []byte
+		if after == "" {
+			k, v = c.First()
+		} else {
+			// Every key of digest after sorts before after+"\x01".
+			k, v = c.Seek(append([]byte(after), 1))
+		}
+		p.Done = true
+		scanned := 0
+		for ; k != nil; k, v = c.Next() {
+			i := bytes.IndexByte(k, 0)
+			if i < 0 {
+				continue // db check reports a malformed key
+			}
+			d := k[:i]
+			if until != "" && string(d) > until {
+				break
+			}
+			if string(d) != p.Last {
+				// A page ends between digests, never inside one (the
+				// next page starts after Last).
+				if scanned >= limit*pageScanFactor || len(p.Locations) >= limit {
+					p.Done = false
+					break
+				}
+				p.Last = string(d)
+			}
+			scanned++
+			if !bytes.Equal(k[i:], suffix) {
+				continue
+			}
+			var l Location
+			if err := decodeLocationKV(k, v, &l); err != nil {
+				return fmt.Errorf("location %q: %w", k, err)
+			}
+			if keep == nil || keep(&l) {
+				p.Locations = append(p.Locations, l)
+			}
+		}
+		return ctx.Err()
+	})
+	return p, err
+}
+
+// LocationsExist reports which of digests have a location on backend, in
+// one read transaction (one lookup per digest).
+func (s *Store) LocationsExist(ctx context.Context, backend string, digests []string) (map[string]bool, error) {
+	out := make(map[string]bool, len(digests))
+	err := s.db.View(func(tx *bolt.Tx) error {
+		for _, d := range digests {
+			if hasLocationKey(tx, d, backend) {
+				out[d] = true
+			}
+		}
+		return ctx.Err()
+	})
+	return out, err
+}
+
+// FailedLocationsOn returns up to limit locations of backend with a
+// failed status, in digest order, and how many there are, from the
+// failed index and the counters (no scan of the backend's locations).
+func (s *Store) FailedLocationsOn(ctx context.Context, backend string, limit int) ([]Location, int, error) {
+	var out []Location
+	total := 0
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if u := readCounts(tx)[backend]; u != nil {
+			for status, n := range u.ByStatus {
+				if (Location{Status: status}).Failed() {
+					total += n
+				}
+			}
+		}
+		c := tx.Bucket(bucketFailedLocations).Cursor()
+		for k, _ := c.First(); k != nil && len(out) < limit; k, _ = c.Next() {
+			i := bytes.IndexByte(k, 0)
+			if i < 0 || string(k[i+1:]) != backend {
+				continue
+			}
+			l, err := getLocation(tx, string(k[:i]), backend)
+			if err != nil {
+				return err
+			}
+			if l != nil {
+				out = append(out, *l)
+			}
+		}
+		return ctx.Err()
+	})
+	return out, total, err
 }
 
 // RunSummary describes one verification run.
@@ -102,6 +248,10 @@ type RunSummary struct {
 	Orphans    int            `json:"orphans"`
 	Error      string         `json:"error,omitempty"`
 	Resumed    bool           `json:"resumed,omitempty"`
+	// Position is the digest of the last location the run handed to a
+	// check: a resumed run, or the next run, goes on after it (round the
+	// backend's locations in digest order).
+	Position string `json:"position,omitempty"`
 }
 
 // VerifyState is the persisted schedule of one backend and mode.

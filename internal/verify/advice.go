@@ -62,22 +62,12 @@ func Describe(ctx context.Context, st *store.Store, locs []store.Location) ([]Fa
 }
 
 // FailedOn returns up to limit failed locations of backend, described,
-// and how many there are.
+// and how many there are. It reads the failed index and the counters, not
+// every location of the backend.
 func FailedOn(ctx context.Context, st *store.Store, backend string, limit int) ([]FailedLocation, int, error) {
-	locs, err := st.LocationsOn(ctx, backend)
+	failed, total, err := st.FailedLocationsOn(ctx, backend, limit)
 	if err != nil {
 		return nil, 0, err
-	}
-	var failed []store.Location
-	total := 0
-	for _, l := range locs {
-		if !l.Failed() {
-			continue
-		}
-		total++
-		if len(failed) < limit {
-			failed = append(failed, l)
-		}
 	}
 	out, err := Describe(ctx, st, failed)
 	return out, total, err

@@ -14,8 +14,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -113,14 +113,19 @@ type Report struct {
 
 // Hooks observe a run; either may be nil.
 type Hooks struct {
-	// Start receives the number of locations the run will check.
+	// Start receives the number of locations the run will check, from
+	// the backend's counters less what a resumed run already checked
+	// (locations added or removed during the run make it approximate).
 	Start func(total int)
 	// Verdict receives every verdict as it is recorded.
 	Verdict func(store.Verdict)
 }
 
-// Run verifies every location on backend in the given mode, oldest
-// verified first, resuming an unfinished run of the same backend and mode.
+// Run verifies every location on backend in the given mode, resuming an
+// unfinished run of the same backend and mode. It walks the backend's
+// locations a page at a time in digest order, going round from where the
+// previous run stopped (see run), and records verdicts in batches; the
+// hook and the report count only recorded verdicts.
 // It returns an error only when the run could not complete (cancelled, the
 // database failed, the backend could not be listed); failed verdicts are
 // in the report, not the error.
@@ -149,6 +154,9 @@ func (e *Engine) Run(ctx context.Context, backendID, mode string, hooks Hooks) (
 		e.log.Info("resuming verification run", "backend", backendID, "mode", mode, "run_id", run.ID, "checked", run.Checked)
 	} else {
 		run = store.RunSummary{ID: newRunID(), Backend: backendID, Mode: mode, StartedAt: time.Now().UTC()}
+		if state.Last != nil {
+			run.Position = state.Last.Position // go on where the last run stopped
+		}
 	}
 	if run.ByVerdict == nil {
 		run.ByVerdict = map[string]int{}
@@ -215,44 +223,133 @@ func (e *Engine) saveCurrent(ctx context.Context, run *store.RunSummary) error {
 	})
 }
 
+// Paging and batching of a run. A run holds one page of locations at a
+// time, never every location of the backend, and records its verdicts in
+// batches: one durable commit per batch instead of one per object.
+const (
+	// pageSize is how many locations a run reads from the database at
+	// once.
+	pageSize = 10000
+	// recordBatch is how many verdicts one commit records at most.
+	recordBatch = 256
+	// recordDelay is how long a verdict waits at most for others to
+	// share its commit.
+	recordDelay = 200 * time.Millisecond
+	// orphanBatch is how many listed objects one registry lookup covers.
+	orphanBatch = 1000
+)
+
+// run checks every location of the backend not yet checked since the run
+// started. The walk goes round the backend's locations in digest order
+// starting after run.Position, where the previous run (or this run, when
+// resumed) stopped, and wraps around to it: after complete runs the
+// locations whose check is oldest come first, and after a run that ended
+// early with an error the next run begins where it stopped, so the
+// locations it did not reach come first (a run interrupted by a restart
+// is resumed: Current keeps its Position).
 func (e *Engine) run(ctx context.Context, b backends.Backend, run *store.RunSummary, rep *Report, hooks Hooks) error {
-	all, err := e.store.LocationsOn(ctx, b.ID())
-	if err != nil {
-		return err
-	}
-	// Work: locations not yet checked in this run, oldest check first.
-	last := func(l store.Location) *time.Time {
+	last := func(l *store.Location) *time.Time {
 		if run.Mode == store.ModeDeep {
 			return l.LastVerifiedAt
 		}
 		return l.LastCheckedAt
 	}
-	var work []store.Location
-	for _, l := range all {
-		if t := last(l); t == nil || t.Before(run.StartedAt) {
-			work = append(work, l)
-		}
+	need := func(l *store.Location) bool {
+		t := last(l)
+		return t == nil || t.Before(run.StartedAt)
 	}
-	sort.SliceStable(work, func(i, j int) bool {
-		ti, tj := last(work[i]), last(work[j])
-		switch {
-		case ti == nil && tj == nil:
-			return work[i].StoredAt.Before(work[j].StoredAt)
-		case ti == nil:
-			return true
-		case tj == nil:
-			return false
-		}
-		return ti.Before(*tj)
-	})
-
 	if hooks.Start != nil {
-		hooks.Start(len(work))
+		// From the counters: the backend's locations less those this
+		// run already checked before it was interrupted.
+		total := 0
+		if u, err := e.store.Usage(ctx); err == nil && u[b.ID()] != nil {
+			total = int(u[b.ID()].Blobs) - run.Checked
+		}
+		hooks.Start(max(total, 0))
 	}
-	var mu sync.Mutex
-	lastSave := time.Now()
+
+	var mu sync.Mutex // guards run and rep
 	var firstErr error
+	var failed atomic.Bool // a batch could not be recorded: stop feeding
+	lastSave := time.Now()
 	jobs := make(chan store.Location)
+	results := make(chan store.Verdict, recordBatch)
+
+	// The recorder commits verdicts in batches and only then counts
+	// them: a verdict that was not recorded is not in the run's figures,
+	// its hook or its metrics. It flushes what it holds when the run
+	// ends or is cancelled (the checks finished before the cancel are
+	// recorded), so a crash loses at most the verdicts of one unflushed
+	// batch: those locations are checked again by the resumed run.
+	recDone := make(chan struct{})
+	go func() {
+		defer close(recDone)
+		var pending []store.Verdict
+		timer := time.NewTimer(recordDelay)
+		timer.Stop()
+		defer timer.Stop()
+		flush := func() {
+			if len(pending) == 0 {
+				return
+			}
+			batch := pending
+			pending = nil
+			err := e.store.RecordVerdicts(context.WithoutCancel(ctx), batch)
+			mu.Lock()
+			if err != nil {
+				if firstErr == nil {
+					firstErr = err
+				}
+				failed.Store(true)
+				mu.Unlock()
+				return
+			}
+			for _, v := range batch {
+				run.Checked++
+				run.ByVerdict[v.Verdict]++
+				run.BytesRead += v.BytesRead
+				if v.Failed() && len(rep.Failures) < e.opts.MaxListed {
+					rep.Failures = append(rep.Failures, v)
+				}
+			}
+			if time.Since(lastSave) > time.Second {
+				lastSave = time.Now()
+				if err := e.saveCurrent(ctx, run); err != nil && firstErr == nil {
+					firstErr = err
+				}
+			}
+			mu.Unlock()
+			for _, v := range batch {
+				e.opts.Metrics.verdict(v)
+				if hooks.Verdict != nil {
+					hooks.Verdict(v)
+				}
+			}
+		}
+		for {
+			select {
+			case v, ok := <-results:
+				if !ok {
+					flush()
+					return
+				}
+				if failed.Load() {
+					continue // not recorded, not counted
+				}
+				pending = append(pending, v)
+				if len(pending) == 1 {
+					timer.Reset(recordDelay)
+				}
+				if len(pending) >= recordBatch {
+					timer.Stop()
+					flush()
+				}
+			case <-timer.C:
+				flush()
+			}
+		}
+	}()
+
 	var wg sync.WaitGroup
 	for i := 0; i < e.opts.Concurrency; i++ {
 		wg.Add(1)
@@ -264,48 +361,15 @@ func (e *Engine) run(ctx context.Context, b backends.Backend, run *store.RunSumm
 				if ctx.Err() != nil {
 					return // an interrupted check is no verdict
 				}
-				err := e.store.RecordVerdict(ctx, v)
-				mu.Lock()
-				if err != nil {
-					if firstErr == nil {
-						firstErr = err
-					}
-					mu.Unlock()
-					continue
-				}
-				run.Checked++
-				run.ByVerdict[v.Verdict]++
-				run.BytesRead += v.BytesRead
-				if v.Failed() && len(rep.Failures) < e.opts.MaxListed {
-					rep.Failures = append(rep.Failures, v)
-				}
-				var save bool
-				if time.Since(lastSave) > time.Second {
-					lastSave, save = time.Now(), true
-				}
-				if save {
-					if err := e.saveCurrent(ctx, run); err != nil && firstErr == nil {
-						firstErr = err
-					}
-				}
-				mu.Unlock()
-				e.opts.Metrics.verdict(v)
-				if hooks.Verdict != nil {
-					hooks.Verdict(v)
-				}
+				results <- v
 			}
 		}()
 	}
-feed:
-	for _, l := range work {
-		select {
-		case jobs <- l:
-		case <-ctx.Done():
-			break feed
-		}
-	}
+	feedErr := e.feed(ctx, b.ID(), run, &mu, need, jobs, &failed)
 	close(jobs)
 	wg.Wait()
+	close(results)
+	<-recDone
 	if err := ctx.Err(); err != nil {
 		e.saveCurrent(ctx, run)
 		return err
@@ -313,39 +377,99 @@ feed:
 	if firstErr != nil {
 		return firstErr
 	}
+	if feedErr != nil {
+		return feedErr
+	}
 	if err := e.saveCurrent(ctx, run); err != nil {
 		return err
 	}
 	return e.orphans(ctx, b, run, rep)
 }
 
+// feed sends every location that needs a check to jobs, a page at a
+// time, going round from run.Position and advancing it.
+func (e *Engine) feed(ctx context.Context, backend string, run *store.RunSummary, mu *sync.Mutex, need func(*store.Location) bool, jobs chan<- store.Location, failed *atomic.Bool) error {
+	mu.Lock()
+	start := run.Position
+	mu.Unlock()
+	// Two legs: after start to the end, then from the first digest up to
+	// start (none when start is "").
+	legs := []struct{ after, until string }{{start, ""}}
+	if start != "" {
+		legs = append(legs, struct{ after, until string }{"", start})
+	}
+	for _, leg := range legs {
+		after := leg.after
+		for {
+			p, err := e.store.LocationsPage(ctx, backend, after, leg.until, pageSize, need)
+			if err != nil {
+				return err
+			}
+			for _, l := range p.Locations {
+				if failed.Load() {
+					return nil
+				}
+				select {
+				case jobs <- l:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				mu.Lock()
+				run.Position = l.Digest
+				mu.Unlock()
+			}
+			if p.Done {
+				break
+			}
+			after = p.Last
+		}
+	}
+	return nil
+}
+
 // orphans lists objects under our key layout that no location records and
-// no open upload stages. They are reported, never deleted.
+// no open upload stages. They are reported, never deleted. Listed objects
+// are looked up in the registry in batches, so the walk holds one batch,
+// not every location of the backend.
 func (e *Engine) orphans(ctx context.Context, b backends.Backend, run *store.RunSummary, rep *Report) error {
-	locs, err := e.store.LocationsOn(ctx, b.ID())
-	if err != nil {
-		return err
-	}
-	known := make(map[string]bool, len(locs))
-	for _, l := range locs {
-		known[l.Digest] = true
-	}
 	staged, err := e.store.StagedOn(ctx, b.ID())
 	if err != nil {
 		return err
 	}
 	run.Orphans = 0
-	err = b.Walk(ctx, func(i backends.Info) error {
-		d := i.Digest.String()
-		if known[d] || staged[d] {
-			return nil
+	var batch []string
+	var lookupErr error
+	check := func() error {
+		known, err := e.store.LocationsExist(ctx, b.ID(), batch)
+		if err != nil {
+			lookupErr = err
+			return err
 		}
-		run.Orphans++
-		if len(rep.OrphanDigests) < e.opts.MaxListed {
-			rep.OrphanDigests = append(rep.OrphanDigests, d)
+		for _, d := range batch {
+			if known[d] || staged[d] {
+				continue
+			}
+			run.Orphans++
+			if len(rep.OrphanDigests) < e.opts.MaxListed {
+				rep.OrphanDigests = append(rep.OrphanDigests, d)
+			}
+		}
+		batch = batch[:0]
+		return nil
+	}
+	err = b.Walk(ctx, func(i backends.Info) error {
+		batch = append(batch, i.Digest.String())
+		if len(batch) >= orphanBatch {
+			return check()
 		}
 		return nil
 	})
+	if err == nil {
+		err = check()
+	}
+	if lookupErr != nil {
+		return lookupErr
+	}
 	if err != nil {
 		return fmt.Errorf("list backend %s for orphans: %w", b.ID(), err)
 	}

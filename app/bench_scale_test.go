@@ -450,9 +450,9 @@ func benchScaleRows(t testing.TB, rep *benchReport, label string, cfg *Config, n
 			window = 2 * time.Second
 		}
 		// The window starts at the first verdict: before it the engine
-		// prepares the run (it reads every location of the backend), which
-		// the note reports apart. A run that gives no verdict in 5 minutes
-		// fails the phase.
+		// prepares the run (it opens the run and reads the first page of
+		// locations), which the note reports apart. A run that gives no
+		// verdict in 5 minutes fails the phase.
 		vctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		started := make(chan struct{})
 		var once sync.Once
@@ -509,7 +509,7 @@ func benchScaleRows(t testing.TB, rep *benchReport, label string, cfg *Config, n
 		rep.add(benchRow{Name: mode + " verification of small objects, " + label, Ours: fmt.Sprintf("%.0f objects/s", rate),
 			Baseline: fmt.Sprintf("%.0f objects/s (%s of the same objects, 1 goroutine, no database)", rawRate, map[string]string{store.ModeDeep: "read + sha256", store.ModeQuick: "backend Stat"}[mode]),
 			Ratio:    fmt.Sprintf("%.2f", rate/rawRate), Target: "none (finding)", Verdict: "see findings",
-			Note: fmt.Sprintf("%s; a sample: %d verdicts in the %s after the first one (concurrency 2, each verdict a durable batched commit; a whole pass over the %d at this rate: %s); the run gave its first verdict %s after it started (preparation: it reads every location of the backend first); the baseline over the first %d objects it checked",
+			Note: fmt.Sprintf("%s; a sample: %d verdicts in the %s after the first one (concurrency 2, verdicts committed in batches of up to 256 or every 200 ms; a whole pass over the %d at this rate: %s); the run gave its first verdict %s after it started (preparation before it: opening the run and reading the first page of locations); the baseline over the first %d objects it checked",
 				note, checked.Load(), d.Round(time.Millisecond), n, wholePass(n, rate), prep.Round(time.Millisecond), len(objs))})
 	}
 	e.stop()

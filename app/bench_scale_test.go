@@ -326,7 +326,10 @@ func startScale(t testing.TB, cfg *Config) *scaleEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &scaleEnv{svc: svc, url: url, token: tok, startup: startup, stop: func() { cancel(); <-done; svc.Close() }}
+	// stop may run twice (a failure between the explicit stop and the
+	// deferred one): the second call must not wait for done again.
+	var once sync.Once
+	return &scaleEnv{svc: svc, url: url, token: tok, startup: startup, stop: func() { once.Do(func() { cancel(); <-done; svc.Close() }) }}
 }
 
 func p99(ds []time.Duration) time.Duration { return percentile(ds, 0.99) }

@@ -84,15 +84,11 @@ func (s *Store) PackagesFrom(ctx context.Context, after string, limit int) ([]*P
 	last := ""
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketPackages).Cursor()
-		var k, v []byte
-		if after == "" {
-			k, v = c.First()
-		} else {
-			k, v = c.Seek([]byte(after))
-			if k != nil && bytes.Equal(k, []byte(after)) {
-				k, v = c.Next()
-			}
+		var from []byte
+		if after != "" {
+			from = []byte(after)
 		}
+		k, v := seekAfter(c, from)
 		for ; k != nil && len(out) < limit; k, v = c.Next() {
 			var p Package
 			if err := decode(v, &p); err != nil {

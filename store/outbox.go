@@ -114,13 +114,11 @@ func (s *Store) PendingRecords(ctx context.Context, after PackageKey, limit int)
 	var out []OutboxEntry
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketRecordOutbox).Cursor()
-		k, v := c.First()
+		var from []byte
 		if after != (PackageKey{}) {
-			ak := joinKey(after.Name, after.Version)
-			if k, v = c.Seek(ak); k != nil && bytes.Equal(k, ak) {
-				k, v = c.Next()
-			}
+			from = joinKey(after.Name, after.Version)
 		}
+		k, v := seekAfter(c, from)
 		for ; k != nil && len(out) < limit; k, v = c.Next() {
 			i := bytes.IndexByte(k, 0)
 			if i < 0 || len(v) != 9 {
@@ -197,13 +195,11 @@ func (s *Store) PackagePage(ctx context.Context, after PackageKey, limit int) ([
 	var out []*Package
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketPackages).Cursor()
-		k, v := c.First()
+		var from []byte
 		if after != (PackageKey{}) {
-			ak := joinKey(after.Name, after.Version)
-			if k, v = c.Seek(ak); k != nil && bytes.Equal(k, ak) {
-				k, v = c.Next()
-			}
+			from = joinKey(after.Name, after.Version)
 		}
+		k, v := seekAfter(c, from)
 		for ; k != nil && len(out) < limit; k, v = c.Next() {
 			var p Package
 			if err := decode(v, &p); err != nil {
@@ -230,4 +226,16 @@ func (s *Store) AddLocation(ctx context.Context, l Location) error {
 		}
 		return putLocation(tx, &l)
 	})
+}
+
+// seekAfter positions c on the first key after from (on the first key
+// when from is nil): the start of a page that follows the key from.
+func seekAfter(c *bolt.Cursor, from []byte) (k, v []byte) {
+	if from == nil {
+		return c.First()
+	}
+	if k, v = c.Seek(from); k != nil && bytes.Equal(k, from) {
+		return c.Next()
+	}
+	return k, v
 }

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -16,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"artifactstore/backends"
 	"artifactstore/internal/client"
 	"artifactstore/store"
 )
@@ -146,13 +149,14 @@ func TestKillBetweenUploadAndCommitLeavesNothing(t *testing.T) {
 		}
 	}
 	// The staged objects are in the backend now.
-	staged := countFiles(t, filepath.Join(dir, "objects"))
-	if staged != 2 {
+	objects := filepath.Join(dir, "objects")
+	if staged := countObjects(t, objects, "artifacts"); staged != 2 {
 		t.Fatalf("%d objects staged before the kill, want 2", staged)
 	}
 	p.cmd.Process.Signal(syscall.SIGKILL)
 	p.cmd.Wait()
 
+	restarted := time.Now()
 	p2 := startProc(t, cfg)
 	c2 := clientFor(p2)
 	if _, err := c2.GetPackage(ctxT(t), "crashy", "1"); client.Code(err) != "not_found" {
@@ -161,14 +165,45 @@ func TestKillBetweenUploadAndCommitLeavesNothing(t *testing.T) {
 	if _, _, err := c2.Commit(ctxT(t), br.UploadID); client.Code(err) != "not_found" {
 		t.Fatalf("commit of the dead session after restart: %v, want not_found", err)
 	}
-	if n := countFiles(t, filepath.Join(dir, "objects")); n != 0 {
+	if n := countObjects(t, objects, "artifacts"); n != 0 {
 		t.Fatalf("%d staged objects survived the restart", n)
+	}
+	// Nothing else the killed process wrote is left either. Files written
+	// since the restart are the new process's own (a manifest record in
+	// flight, a storage check's probe) and are not counted.
+	if s := strayFiles(objects, "artifacts", restarted); s != "" {
+		t.Fatalf("files of the killed process survived the restart: %s", s)
 	}
 	// The store works normally afterwards.
 	publish(t, c2, manifestOf("crashy", "1", "ci", "release", files), files)
-	if n := countFiles(t, filepath.Join(dir, "objects")); n != 2 {
+	if n := countObjects(t, objects, "artifacts"); n != 2 {
 		t.Fatalf("%d objects after a clean publish, want 2", n)
 	}
+}
+
+// countObjects counts the content objects under a local backend's root
+// (keys of the content layout under prefix): not its temporary files,
+// which the service's background work (the record worker, the storage
+// check) may be writing at any moment, nor its records.
+func countObjects(t testing.TB, root, prefix string) int {
+	t.Helper()
+	n := 0
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			rel, _ := filepath.Rel(root, p)
+			if _, ok := backends.ParseObjectKey(prefix, filepath.ToSlash(rel)); ok {
+				n++
+			}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // countFiles counts the files under root: content objects and temporary

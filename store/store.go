@@ -316,7 +316,9 @@ func joinKey(parts ...string) []byte {
 	return k
 }
 
-// FileSize returns the size of the database file.
+// FileSize returns the bytes of the pages the database has allocated (its
+// high-water mark, tx.Size()). The file on disk is larger by what bbolt
+// grew it ahead of use (up to 16 MiB); Space has both.
 func (s *Store) FileSize() (int64, error) {
 	var n int64
 	err := s.db.View(func(tx *bolt.Tx) error { n = tx.Size(); return nil })

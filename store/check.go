@@ -75,7 +75,7 @@ func (s *Store) Check(ctx context.Context, backendIDs []string, max int) ([]Prob
 					continue
 				}
 				var b Blob
-				if err := decode(bv, &b); err == nil && b.Size != f.Size {
+				if err := decodeBlobKV([]byte(f.Digest), bv, &b); err == nil && b.Size != f.Size {
 					add("size_disagreement", subject+" "+f.Path, "file says %d bytes, blob %s says %d", f.Size, f.Digest, b.Size)
 				}
 				if !hasAnyLocation(tx, f.Digest) {

@@ -2,7 +2,9 @@ package store
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"time"
 )
 
 // Records whose key already holds some of their fields are stored without
@@ -25,14 +27,149 @@ type blobValue struct {
 	Digest string `json:"digest,omitempty"`
 }
 
-func encodeLocation(l *Location) ([]byte, error) { return encode(locationValue{Location: *l}) }
+// Since the migration "blob and location values in a binary form" they
+// are written in a binary form (encodingBinary) when every time in them is
+// in UTC, which is how the store writes them; a value with a time in
+// another zone keeps the JSON form, which keeps its zone. Readers take
+// both.
+//
+//	blob:     encodingBinary, varint size, created_at
+//	location: encodingBinary, flags (bit 0 last_verified_at, bit 1
+//	          last_checked_at present), status code (index+1 in
+//	          locationStatuses; 0: uvarint length and the status), varint
+//	          size, stored_at, [last_verified_at], [last_checked_at],
+//	          uvarint length and last_error, varint repairs
+//
+// A time is varint Unix seconds and uvarint nanoseconds.
+const encodingBinary byte = 2
 
-func encodeBlob(b Blob) ([]byte, error) { return encode(blobValue{Blob: b}) }
+// locationStatuses have a one-byte code (index+1). Never reorder: append.
+var locationStatuses = []string{StatusStored, StatusVerified, StatusMismatch, StatusMissing, StatusUnreadable}
+
+const (
+	locVerified = 1 << 0
+	locChecked  = 1 << 1
+)
+
+func isUTC(ts ...time.Time) bool {
+	for _, t := range ts {
+		if t.Location() != time.UTC {
+			return false
+		}
+	}
+	return true
+}
+
+func appendTime(b []byte, t time.Time) []byte {
+	return binary.AppendUvarint(binary.AppendVarint(b, t.Unix()), uint64(t.Nanosecond()))
+}
+
+func (r *valueReader) time() time.Time {
+	sec, nsec := r.varint(), r.uvarint()
+	if nsec >= 1e9 {
+		r.fail()
+		return time.Time{}
+	}
+	return time.Unix(sec, int64(nsec)).UTC()
+}
+
+func encodeLocation(l *Location) ([]byte, error) {
+	times := []time.Time{l.StoredAt}
+	if l.LastVerifiedAt != nil {
+		times = append(times, *l.LastVerifiedAt)
+	}
+	if l.LastCheckedAt != nil {
+		times = append(times, *l.LastCheckedAt)
+	}
+	if !isUTC(times...) {
+		return encode(locationValue{Location: *l})
+	}
+	flags, code := byte(0), byte(0)
+	if l.LastVerifiedAt != nil {
+		flags |= locVerified
+	}
+	if l.LastCheckedAt != nil {
+		flags |= locChecked
+	}
+	for i, st := range locationStatuses {
+		if st == l.Status {
+			code = byte(i + 1)
+		}
+	}
+	b := append(make([]byte, 0, 32+len(l.LastError)), encodingBinary, flags, code)
+	if code == 0 {
+		b = appendString(b, l.Status)
+	}
+	b = appendTime(binary.AppendVarint(b, l.Size), l.StoredAt)
+	if l.LastVerifiedAt != nil {
+		b = appendTime(b, *l.LastVerifiedAt)
+	}
+	if l.LastCheckedAt != nil {
+		b = appendTime(b, *l.LastCheckedAt)
+	}
+	b = appendString(b, l.LastError)
+	return binary.AppendVarint(b, int64(l.Repairs)), nil
+}
+
+func decodeLocationBinary(v []byte, l *Location) error {
+	r := valueReader{b: v[1:]}
+	flags, code := r.byte(), r.byte()
+	var out Location
+	switch {
+	case code == 0:
+		out.Status = r.string()
+	case int(code) <= len(locationStatuses):
+		out.Status = locationStatuses[code-1]
+	default:
+		return fmt.Errorf("%w: unknown location status code %d", ErrCorrupt, code)
+	}
+	out.Size = r.varint()
+	out.StoredAt = r.time()
+	if flags&locVerified != 0 {
+		t := r.time()
+		out.LastVerifiedAt = &t
+	}
+	if flags&locChecked != 0 {
+		t := r.time()
+		out.LastCheckedAt = &t
+	}
+	out.LastError = r.string()
+	out.Repairs = int(r.varint())
+	if r.err == nil && len(r.b) != 0 {
+		return fmt.Errorf("%w: %d bytes after a location value", ErrCorrupt, len(r.b))
+	}
+	*l = out
+	return r.err
+}
+
+func encodeBlob(b Blob) ([]byte, error) {
+	if !isUTC(b.CreatedAt) {
+		return encode(blobValue{Blob: b})
+	}
+	return appendTime(binary.AppendVarint([]byte{encodingBinary}, b.Size), b.CreatedAt), nil
+}
+
+func decodeBlobBinary(v []byte, b *Blob) error {
+	r := valueReader{b: v[1:]}
+	size, created := r.varint(), r.time()
+	if r.err == nil && len(r.b) != 0 {
+		return fmt.Errorf("%w: %d bytes after a blob value", ErrCorrupt, len(r.b))
+	}
+	if r.err != nil {
+		return r.err
+	}
+	*b = Blob{Size: size, CreatedAt: created}
+	return nil
+}
 
 // decodeLocationKV decodes a storage_locations entry into l, taking its
 // digest and backend from the key.
 func decodeLocationKV(k, v []byte, l *Location) error {
-	if err := decode(v, l); err != nil {
+	if len(v) > 0 && v[0] == encodingBinary {
+		if err := decodeLocationBinary(v, l); err != nil {
+			return err
+		}
+	} else if err := decode(v, l); err != nil {
 		return err
 	}
 	i := bytes.IndexByte(k, 0)
@@ -45,7 +182,11 @@ func decodeLocationKV(k, v []byte, l *Location) error {
 
 // decodeBlobKV decodes a blobs entry into b, taking its digest from the key.
 func decodeBlobKV(k, v []byte, b *Blob) error {
-	if err := decode(v, b); err != nil {
+	if len(v) > 0 && v[0] == encodingBinary {
+		if err := decodeBlobBinary(v, b); err != nil {
+			return err
+		}
+	} else if err := decode(v, b); err != nil {
 		return err
 	}
 	b.Digest = string(k)

@@ -3,9 +3,11 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Events are stored without what every event of a store shares or what
@@ -57,18 +59,207 @@ func subjectPrefix(cut, subject string) []byte {
 	return nil
 }
 
-// encodeEvent returns the stored value of e (its Seq, SpecVersion, Source
-// and DataContentType are not stored).
+// encodeEvent returns the stored value of e in the binary form
+// (encodingEvent): its Seq, SpecVersion, Source and DataContentType are
+// not stored, and the data's fields the subject repeats are cut.
 func encodeEvent(e Event) ([]byte, error) {
-	v := eventValue{Event: e}
-	for _, cut := range []string{cutDigest, cutNameVersion} {
-		if p := subjectPrefix(cut, e.Subject); p != nil && bytes.HasPrefix(e.Data, p) {
-			v.Data = append([]byte{'{'}, e.Data[len(p):]...)
-			v.Cut = cut
+	data, cut := []byte(e.Data), byte(0)
+	for i, c := range []string{cutDigest, cutNameVersion} {
+		if p := subjectPrefix(c, e.Subject); p != nil && bytes.HasPrefix(data, p) {
+			data = append([]byte{'{'}, data[len(p):]...)
+			cut = byte(i + 1)
 			break
 		}
 	}
-	return encode(v)
+	return appendEventBinary(make([]byte, 0, 64+len(e.Subject)+len(data)), e, cut, data), nil
+}
+
+// The binary event form (the migration "events, blob and location values in a binary form"):
+//
+//	encodingEvent
+//	flags (1): bit 0 id is 16 bytes (32 lowercase hex digits), bit 1
+//	  subject is 32 bytes (a sha256 digest), bits 2-3 the data cut
+//	  (0 none, 1 cutDigest, 2 cutNameVersion)
+//	type code (1): index+1 in eventTypes, 0: uvarint length and the type
+//	id: 16 bytes, or uvarint length and the id
+//	time: varint Unix seconds, uvarint nanoseconds (UTC)
+//	subject: 32 bytes, or uvarint length and the subject
+//	data: the rest (JSON, cut as the flags say)
+const encodingEvent byte = 2
+
+const (
+	evIDBytes      = 1 << 0
+	evSubjectBytes = 1 << 1
+	evCutShift     = 2
+)
+
+// eventTypes are the event types with a one-byte code (index+1). Never
+// reorder or remove: append.
+var eventTypes = []string{EventLocationCreated, EventPackageCreated, EventPackageDeleted, EventLocationDeleted,
+	EventPackageRecovered, EventLocationRepaired, EventLocationVerified, EventLocationFailed, EventVerificationRunCompleted}
+
+const digestPrefix = "sha256:"
+
+// lowerHex reports whether s is n bytes of lowercase hex digits.
+func lowerHex(s string, n int) bool {
+	if len(s) != 2*n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func appendEventBinary(b []byte, e Event, cut byte, data []byte) []byte {
+	flags := cut << evCutShift
+	idRaw := lowerHex(e.ID, 16)
+	if idRaw {
+		flags |= evIDBytes
+	}
+	subjRaw := strings.HasPrefix(e.Subject, digestPrefix) && lowerHex(e.Subject[len(digestPrefix):], 32)
+	if subjRaw {
+		flags |= evSubjectBytes
+	}
+	code := byte(0)
+	for i, t := range eventTypes {
+		if t == e.Type {
+			code = byte(i + 1)
+		}
+	}
+	b = append(b, encodingEvent, flags, code)
+	if code == 0 {
+		b = appendString(b, e.Type)
+	}
+	if idRaw {
+		b, _ = hex.AppendDecode(b, []byte(e.ID))
+	} else {
+		b = appendString(b, e.ID)
+	}
+	t := e.Time.UTC()
+	b = binary.AppendVarint(b, t.Unix())
+	b = binary.AppendUvarint(b, uint64(t.Nanosecond()))
+	if subjRaw {
+		b, _ = hex.AppendDecode(b, []byte(e.Subject[len(digestPrefix):]))
+	} else {
+		b = appendString(b, e.Subject)
+	}
+	return append(b, data...)
+}
+
+func appendString(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+}
+
+// valueReader reads the fields of a binary value; the first error sticks.
+type valueReader struct {
+	b   []byte
+	err error
+}
+
+func (r *valueReader) fail() {
+	if r.err == nil {
+		r.err = fmt.Errorf("%w: truncated value", ErrCorrupt)
+	}
+	r.b = nil
+}
+
+func (r *valueReader) bytes(n int) []byte {
+	if r.err != nil || n < 0 || len(r.b) < n {
+		r.fail()
+		return nil
+	}
+	out := r.b[:n]
+	r.b = r.b[n:]
+	return out
+}
+
+func (r *valueReader) byte() byte {
+	if b := r.bytes(1); b != nil {
+		return b[0]
+	}
+	return 0
+}
+
+func (r *valueReader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.fail()
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *valueReader) varint() int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.fail()
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *valueReader) string() string {
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		r.fail()
+		return ""
+	}
+	return string(r.bytes(int(n)))
+}
+
+// decodeEventBinary decodes the binary form into e (Seq, SpecVersion,
+// Source and DataContentType are the caller's) and returns the cut.
+func decodeEventBinary(v []byte, e *Event) (string, error) {
+	r := valueReader{b: v[1:]}
+	flags, code := r.byte(), r.byte()
+	switch {
+	case code == 0:
+		e.Type = r.string()
+	case int(code) <= len(eventTypes):
+		e.Type = eventTypes[code-1]
+	default:
+		return "", fmt.Errorf("%w: unknown event type code %d", ErrCorrupt, code)
+	}
+	if flags&evIDBytes != 0 {
+		e.ID = hex.EncodeToString(r.bytes(16))
+	} else {
+		e.ID = r.string()
+	}
+	sec := r.varint()
+	nsec := r.uvarint()
+	if nsec >= 1e9 {
+		return "", fmt.Errorf("%w: event time nanoseconds %d", ErrCorrupt, nsec)
+	}
+	e.Time = time.Unix(sec, int64(nsec)).UTC()
+	if flags&evSubjectBytes != 0 {
+		e.Subject = digestPrefix + hex.EncodeToString(r.bytes(32))
+	} else {
+		e.Subject = r.string()
+	}
+	if r.err != nil {
+		return "", r.err
+	}
+	e.Data = append(json.RawMessage(nil), r.b...)
+	switch (flags >> evCutShift) & 3 {
+	case 0:
+		return "", nil
+	case 1:
+		return cutDigest, nil
+	case 2:
+		return cutNameVersion, nil
+	}
+	return "", fmt.Errorf("%w: unknown event data cut", ErrCorrupt)
 }
 
 // decodeEventKV decodes an events entry, filling in what encodeEvent left
@@ -78,7 +269,13 @@ func decodeEventKV(k, v []byte, source string) (Event, error) {
 	if len(k) != 8 {
 		return Event{}, fmt.Errorf("event key %q: %w", k, ErrCorrupt)
 	}
-	if err := decode(v, &ev); err != nil {
+	if len(v) > 0 && v[0] == encodingEvent {
+		cut, err := decodeEventBinary(v, &ev.Event)
+		if err != nil {
+			return Event{}, fmt.Errorf("event %d: %w", binary.BigEndian.Uint64(k), err)
+		}
+		ev.Cut = cut
+	} else if err := decode(v, &ev); err != nil {
 		return Event{}, err
 	}
 	e := ev.Event
@@ -104,4 +301,30 @@ func decodeEventKV(k, v []byte, source string) (Event, error) {
 		e.Data = append(p, e.Data[1:]...)
 	}
 	return e, nil
+}
+
+// eventType returns an events value's type without decoding the rest
+// (false if the value is undecodable).
+func eventType(v []byte) (string, bool) {
+	switch {
+	case len(v) >= 3 && v[0] == encodingEvent:
+		if code := v[2]; code > 0 {
+			if int(code) > len(eventTypes) {
+				return "", false
+			}
+			return eventTypes[code-1], true
+		}
+		r := valueReader{b: v[3:]}
+		t := r.string()
+		return t, r.err == nil
+	case len(v) > 0 && v[0] == encodingV1:
+		var head struct {
+			Type string `json:"type"`
+		}
+		if json.Unmarshal(v[1:], &head) != nil {
+			return "", false
+		}
+		return head.Type, true
+	}
+	return "", false
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -665,11 +664,8 @@ func (s *Store) PruneEvents(ctx context.Context, p EventRetention) (PruneResult,
 					done = true
 					break
 				}
-				var e struct {
-					Type string    `json:"type"`
-					Time time.Time `json:"time"`
-				}
-				if len(v) == 0 || v[0] != encodingV1 || json.Unmarshal(v[1:], &e) != nil {
+				e, err := decodeEventKV(k, v, s.source)
+				if err != nil {
 					continue // undecodable: db check reports it; keep it
 				}
 				if e.Time.After(youngest) {
@@ -862,10 +858,7 @@ func (s *Store) EventsOfTypes(ctx context.Context, after uint64, limit int, type
 			}
 			scanned++
 			next = binary.BigEndian.Uint64(k)
-			var head struct {
-				Type string `json:"type"`
-			}
-			if len(v) == 0 || v[0] != encodingV1 || json.Unmarshal(v[1:], &head) != nil || !want[head.Type] {
+			if typ, ok := eventType(v); !ok || !want[typ] {
 				continue
 			}
 			e, err := decodeEventKV(k, v, s.source)

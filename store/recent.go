@@ -545,7 +545,12 @@ func (s *Store) EventsBefore(ctx context.Context, q EventQuery) ([]Event, uint64
 				return nil
 			}
 			scanned++
-			if len(needles) > 0 && !containsAny(v, needles) {
+			// A JSON value without the type's text is not of the type
+			// (no decoding); a binary one names its type in its third byte.
+			if len(needles) > 0 && len(v) > 0 && v[0] == encodingV1 && !containsAny(v, needles) {
+				continue
+			}
+			if typ, ok := eventType(v); ok && len(needles) > 0 && !contains(q.Types, typ) {
 				continue
 			}
 			e, err := decodeEventKV(k, v, s.source)

@@ -68,7 +68,7 @@ func (s *Store) ImportRecovered(ctx context.Context, pkgs []Recovered) (int, err
 					if blobs.Get([]byte(f.Digest)) != nil {
 						continue
 					}
-					v, err := encode(Blob{Digest: f.Digest, Size: f.Size, CreatedAt: p.CreatedAt})
+					v, err := encodeBlob(Blob{Digest: f.Digest, Size: f.Size, CreatedAt: p.CreatedAt})
 					if err != nil {
 						return err
 					}
@@ -114,7 +114,7 @@ func (s *Store) ReconcileLocations(ctx context.Context, add []Location, drop []R
 					continue
 				}
 				if blobs.Get([]byte(l.Digest)) == nil {
-					v, err := encode(Blob{Digest: l.Digest, Size: l.Size, CreatedAt: l.StoredAt})
+					v, err := encodeBlob(Blob{Digest: l.Digest, Size: l.Size, CreatedAt: l.StoredAt})
 					if err != nil {
 						return err
 					}

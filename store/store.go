@@ -208,6 +208,10 @@ var migrations = []migration{
 	// Nothing to rewrite, as for blob and location values: events written
 	// before keep every field and read the same (eventvalue.go).
 	{name: "event values without their constant fields", up: func(tx *bolt.Tx) error { return nil }},
+	// Nothing to rewrite: values written before (JSON, encodingV1) read
+	// the same (eventvalue.go, compact.go); the version keeps older
+	// binaries, which cannot read the binary form, away.
+	{name: "events, blob and location values in a binary form", up: func(tx *bolt.Tx) error { return nil }},
 }
 
 // SchemaVersion is the schema version this binary writes.

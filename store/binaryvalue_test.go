@@ -239,3 +239,92 @@ func TestOldValuesReadTheSameInBinary(t *testing.T) {
 		t.Fatalf("%d events left after pruning", left)
 	}
 }
+
+// Every package of the binary form reads back as written and as its JSON
+// form reads; the binary form of a one-file package is under half of its
+// JSON; truncated values are corrupt, not wrong packages.
+func TestBinaryPackageValues(t *testing.T) {
+	at := time.Date(2026, 11, 27, 15, 47, 42, 302789336, time.UTC)
+	pkgs := []Package{
+		{Name: "small", Version: "1795794461734419837-0-1", Producer: "bench", RetentionClass: "bench", CreatedAt: at, Seq: 10,
+			Files: []File{{Path: "f.bin", Size: 4096, Digest: digestN(9), MediaType: "application/octet-stream", Backend: "local"}}},
+		{Name: "app", Version: "1.0", Producer: "ci", RetentionClass: "release", Labels: map[string]string{"team": "red", "os": "linux", "": ""},
+			CreatedAt: time.Time{}, Seq: 1 << 40, Files: []File{
+				{Path: "a/b.tar", Size: 0, Digest: "sha256:ABCDEF", MediaType: "application/x-custom", Backend: "s3"},
+				{Path: "é", Size: 1 << 50, Digest: digestN(1), MediaType: "text/plain", Backend: ""}}},
+		{Name: "nofiles", Version: "0", CreatedAt: at, Files: []File{}},
+		{Name: "nilfiles", Version: "0", CreatedAt: at.Add(-60 * 365 * 24 * time.Hour)},
+		{Name: "zone", Version: "1", CreatedAt: at.In(time.FixedZone("CET", 3600)), Files: []File{{Path: "x"}}},
+	}
+	for i, p := range pkgs {
+		v, err := encodePackage(&p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		utc := p.CreatedAt.Location() == time.UTC
+		if (v[0] == encodingBinary) != utc {
+			t.Fatalf("package %d: encoding %d, time in UTC %v", i, v[0], utc)
+		}
+		var got, fromJSON Package
+		if err := decodePackage(v, &got); err != nil || (utc && !reflect.DeepEqual(got, p)) {
+			t.Fatalf("package %d: read back as\n%+v (%v), wrote\n%+v", i, got, err, p)
+		}
+		old, _ := encode(&p)
+		if err := decodePackage(old, &fromJSON); err != nil || !reflect.DeepEqual(got, fromJSON) {
+			t.Fatalf("package %d: binary reads as\n%+v, JSON as\n%+v (%v)", i, got, fromJSON, err)
+		}
+		if !utc {
+			continue
+		}
+		t.Logf("package %d: %d B, JSON %d B", i, len(v), len(old))
+		if i == 0 && 2*len(v) > len(old) {
+			t.Fatalf("a one-file package takes %d B, %d B in JSON: want less than half", len(v), len(old))
+		}
+		assertTruncationsCorrupt(t, v, func(b []byte) error { var p Package; return decodePackage(b, &p) })
+		if err := decodePackage(append(v, 0), new(Package)); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("package %d with a trailing byte: %v", i, err)
+		}
+	}
+}
+
+// TestOldPackagesReadTheSame: the packages of the checked-in schema-1
+// and schema-3 databases (JSON) read as their JSON says after the
+// migrations, and a package committed now, stored in the binary form,
+// reads, lists and checks beside them.
+func TestOldPackagesReadTheSame(t *testing.T) {
+	for _, db := range []string{"testdata/schema-v1.db", "testdata/schema-v3.db"} {
+		s := openTest(t, copyTestdata(t, db))
+		ctx := context.Background()
+		n := 0
+		s.db.View(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketPackages).ForEach(func(k, v []byte) error {
+				var want Package
+				if v[0] != encodingV1 || decode(v, &want) != nil {
+					t.Fatalf("%s: checked-in package %q is not JSON: %q", db, k, v)
+				}
+				n++
+				got, err := getPackage(tx, want.Name, want.Version)
+				if err != nil || !reflect.DeepEqual(*got, want) {
+					t.Fatalf("%s: package %q reads as %+v (%v), stored %+v", db, k, got, err, want)
+				}
+				return nil
+			})
+		})
+		if n == 0 {
+			t.Fatalf("%s holds no packages", db)
+		}
+		p := commitOne(t, s, "binary", "1.0")
+		var raw []byte
+		s.db.View(func(tx *bolt.Tx) error {
+			raw = append(raw, tx.Bucket(bucketPackages).Get(joinKey("binary", "1.0"))...)
+			return nil
+		})
+		got, err := s.GetPackage(ctx, "binary", "1.0")
+		if raw[0] != encodingBinary || err != nil || !reflect.DeepEqual(got, p) {
+			t.Fatalf("%s: new package stored as %q, reads as %+v (%v), committed %+v", db, raw, got, err, p)
+		}
+		if problems, err := s.Check(ctx, []string{"local", "s3"}, 100); err != nil || len(problems) != 0 {
+			t.Fatalf("%s: db check: %v %v", db, err, problems)
+		}
+	}
+}

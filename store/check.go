@@ -56,7 +56,7 @@ func (s *Store) Check(ctx context.Context, backendIDs []string, max int) ([]Prob
 				return err
 			}
 			var p Package
-			if err := decode(v, &p); err != nil {
+			if err := decodePackage(v, &p); err != nil {
 				add("undecodable_record", "packages/"+printable(k), "%v", err)
 				return nil
 			}

@@ -45,7 +45,7 @@ func migrateLifecycle(tx *bolt.Tx) error {
 	}
 	return tx.Bucket(bucketPackages).ForEach(func(k, v []byte) error {
 		var p Package
-		if err := decode(v, &p); err != nil {
+		if err := decodePackage(v, &p); err != nil {
 			return fmt.Errorf("package %q: %w", k, err)
 		}
 		return addPackageRefs(tx, &p)
@@ -754,7 +754,7 @@ func checkPackageRefs(tx *bolt.Tx, add func(kind, subject, format string, args .
 	refs := tx.Bucket(bucketPackageRefs)
 	if err := tx.Bucket(bucketPackages).ForEach(func(k, v []byte) error {
 		var p Package
-		if decode(v, &p) != nil {
+		if decodePackage(v, &p) != nil {
 			return nil // reported as undecodable
 		}
 		for _, f := range p.Files {

@@ -31,18 +31,23 @@ func indexKeys(p *Package) map[string][][]byte {
 // versionFillPercent is the split point of the packages bucket (keys
 // name \x00 version). A name's new versions mostly sort after its old
 // ones, so the left page of a split rarely gets another key: split at
-// bbolt's default 50% it stays half empty (measured: 717 B a package for
-// 393 B of records). At 90% the pages end 65-79% full whatever the
-// version scheme (TestPackagePagesArePacked). The small index buckets
-// are left at 50%: with many names interleaving, a 90% split there leaves
-// a trail of near-empty pages (37-39% full, measured).
-const versionFillPercent = 0.9
+// bbolt's default 50% it stays half empty (measured with JSON values:
+// 717 B a package for 393 B of records). With the binary values (~120 B
+// a one-file package, 30 a page) 70% is the split that holds up whatever
+// the version scheme and however many names interleave: 160-186 B a
+// package, pages 64-68% full (2,500 packages, 1 or 37 names, four version
+// schemes); 90% (the split for the JSON values) reached 139-167 B with
+// one name but 221-275 B with 37, and 50% 181-245 B
+// (TestPackagePagesArePacked). The small index buckets are left at 50%:
+// with many names interleaving, a 90% split there leaves a trail of
+// near-empty pages (37-39% full, measured).
+const versionFillPercent = 0.7
 
 // putPackage writes a new package (p.Seq set by the caller), its version
 // index entry, its listing-index entries and its content references
 // (package_refs, which garbage collection reads).
 func putPackage(tx *bolt.Tx, p *Package) error {
-	v, err := encode(p)
+	v, err := encodePackage(p)
 	if err != nil {
 		return err
 	}
@@ -206,7 +211,7 @@ func (s *Store) ListPackages(ctx context.Context, f Filter, cursor string, limit
 				}
 			}
 			var p Package
-			if err := decode(v, &p); err != nil {
+			if err := decodePackage(v, &p); err != nil {
 				return fmt.Errorf("package %q: %w", pk, err)
 			}
 			if !f.match(&p) {
@@ -246,7 +251,7 @@ func rebuildPackageIndexes(ctx interface{ Err() error }, tx *bolt.Tx) error {
 			}
 		}
 		var p Package
-		if err := decode(v, &p); err != nil {
+		if err := decodePackage(v, &p); err != nil {
 			return nil // db check reports it; it cannot be indexed
 		}
 		return putIndexes(tx, &p)
@@ -260,7 +265,7 @@ func checkPackageIndexes(ctx context.Context, tx *bolt.Tx, add func(kind, subjec
 	pkgs := tx.Bucket(bucketPackages)
 	if err := pkgs.ForEach(func(k, v []byte) error {
 		var p Package
-		if err := decode(v, &p); err != nil {
+		if err := decodePackage(v, &p); err != nil {
 			return nil
 		}
 		for name, keys := range indexKeys(&p) {
@@ -310,7 +315,7 @@ func packageRecords(pkgs []Package) ([]bucketRecords, error) {
 	}
 	for i := range pkgs {
 		p := &pkgs[i]
-		v, err := encode(p)
+		v, err := encodePackage(p)
 		if err != nil {
 			return nil, err
 		}
@@ -345,7 +350,7 @@ func rebuildPackageRefs(ctx interface{ Err() error }, tx *bolt.Tx) error {
 	}
 	return tx.Bucket(bucketPackages).ForEach(func(k, v []byte) error {
 		var p Package
-		if decode(v, &p) != nil {
+		if decodePackage(v, &p) != nil {
 			return nil // db check reports it
 		}
 		if err := ctx.Err(); err != nil {

@@ -91,7 +91,7 @@ func (s *Store) PackagesFrom(ctx context.Context, after string, limit int) ([]*P
 		k, v := seekAfter(c, from)
 		for ; k != nil && len(out) < limit; k, v = c.Next() {
 			var p Package
-			if err := decode(v, &p); err != nil {
+			if err := decodePackage(v, &p); err != nil {
 				return fmt.Errorf("package %q: %w", k, err)
 			}
 			out = append(out, &p)

@@ -97,7 +97,7 @@ func getPackage(tx *bolt.Tx, name, version string) (*Package, error) {
 		return nil, fmt.Errorf("package %s@%s: %w", name, version, ErrNotFound)
 	}
 	var p Package
-	if err := decode(v, &p); err != nil {
+	if err := decodePackage(v, &p); err != nil {
 		return nil, fmt.Errorf("package %s@%s: %w", name, version, err)
 	}
 	return &p, nil

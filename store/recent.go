@@ -129,7 +129,7 @@ func migrateRecent(tx *bolt.Tx) error {
 	}
 	return tx.Bucket(bucketPackages).ForEach(func(k, v []byte) error {
 		var p Package
-		if err := decode(v, &p); err != nil {
+		if err := decodePackage(v, &p); err != nil {
 			return fmt.Errorf("package %q: %w", k, err)
 		}
 		return b.Put(u64(p.Seq), recentValue(&p))

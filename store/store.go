@@ -212,6 +212,8 @@ var migrations = []migration{
 	// the same (eventvalue.go, compact.go); the version keeps older
 	// binaries, which cannot read the binary form, away.
 	{name: "events, blob and location values in a binary form", up: func(tx *bolt.Tx) error { return nil }},
+	// Nothing to rewrite, as above (packagevalue.go).
+	{name: "package values in a binary form", up: func(tx *bolt.Tx) error { return nil }},
 }
 
 // SchemaVersion is the schema version this binary writes.

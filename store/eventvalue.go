@@ -272,7 +272,7 @@ func decodeEventKV(k, v []byte, source string) (Event, error) {
 	if len(v) > 0 && v[0] == encodingEvent {
 		cut, err := decodeEventBinary(v, &ev.Event)
 		if err != nil {
-			return Event{}, fmt.Errorf("event %d: %w", binary.BigEndian.Uint64(k), err)
+			return Event{}, err
 		}
 		ev.Cut = cut
 	} else if err := decode(v, &ev); err != nil {

@@ -550,8 +550,10 @@ func (s *Store) EventsBefore(ctx context.Context, q EventQuery) ([]Event, uint64
 			if len(needles) > 0 && len(v) > 0 && v[0] == encodingV1 && !containsAny(v, needles) {
 				continue
 			}
-			if typ, ok := eventType(v); ok && len(needles) > 0 && !contains(q.Types, typ) {
-				continue
+			if len(needles) > 0 && len(v) > 0 && v[0] == encodingEvent {
+				if typ, ok := eventType(v); ok && !contains(q.Types, typ) {
+					continue
+				}
 			}
 			e, err := decodeEventKV(k, v, s.source)
 			if err != nil {

@@ -53,9 +53,7 @@ func TestHTTPMetricsSeriesCache(t *testing.T) {
 		{"HEAD /v1/blobs/{digest}", "HEAD", "200", 3},
 		{"HEAD /v1/blobs/{digest}", "HEAD", "404", 1},
 		{"unmatched", "GET", "200", 1},
-		{"GET /x", "M0", "200", 2},
-		{"GET /x", fmt.Sprintf("M%d", maxSeriesCached+1), "200", 1},
-		{"GET /x", "M1000", "200", 2},
+		{"GET /x", "other", "200", float64(maxSeriesCached + 10 + 11)},
 	} {
 		if got := testutil.ToFloat64(m.requests.WithLabelValues(c.route, c.method, c.code)); got != c.want {
 			t.Errorf("requests %s %s %s = %v, want %v", c.route, c.method, c.code, got, c.want)
@@ -67,7 +65,33 @@ func TestHTTPMetricsSeriesCache(t *testing.T) {
 	if got := testutil.ToFloat64(m.received.WithLabelValues("GET /x")); got != float64(maxSeriesCached+10+11) {
 		t.Errorf("received bytes of GET /x = %v, want %d", got, maxSeriesCached+10+11)
 	}
+	if n := m.seriesCached.Load(); n != 4 {
+		t.Errorf("%d series cached, want 4 (methods a client invents share one label)", n)
+	}
+	// Past the cache's bound every request is still counted.
+	for i := 0; i < maxSeriesCached+10; i++ {
+		m.observe(fmt.Sprintf("GET /y%d", i), "GET", 200, 1, 2, time.Millisecond)
+	}
+	if got := testutil.ToFloat64(m.requests.WithLabelValues(fmt.Sprintf("GET /y%d", maxSeriesCached+5), "GET", "200")); got != 1 {
+		t.Errorf("requests past the cache bound = %v, want 1", got)
+	}
 	if n := m.seriesCached.Load(); n != maxSeriesCached {
 		t.Errorf("%d series cached, want the bound %d", n, maxSeriesCached)
+	}
+}
+
+// A client inventing methods must not create a series per method.
+func TestHTTPMetricsMethodLabelIsBounded(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := newHTTPMetrics(reg)
+	for i := 0; i < 500; i++ {
+		m.observe("", fmt.Sprintf("X%d", i), 405, 0, 0, time.Millisecond)
+	}
+	m.observe("", "GET", 404, 0, 0, time.Millisecond)
+	if n := testutil.CollectAndCount(m.requests); n != 2 {
+		t.Fatalf("%d request series after 500 invented methods and one GET, want 2", n)
+	}
+	if got := testutil.ToFloat64(m.requests.WithLabelValues("unmatched", "other", "405")); got != 500 {
+		t.Fatalf("requests of invented methods = %v, want 500", got)
 	}
 }

@@ -44,7 +44,7 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 	m := &httpMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "artifactstore_http_requests_total",
-			Help: "HTTP requests by route pattern, method and status code.",
+			Help: "HTTP requests by route pattern, method (the standard methods; any other is \"other\") and status code.",
 		}, []string{"route", "method", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "artifactstore_http_request_duration_seconds",
@@ -74,6 +74,7 @@ func (m *httpMetrics) observe(route, method string, code int, in, out int64, d t
 	if route == "" {
 		route = "unmatched"
 	}
+	method = methodLabel(method)
 	k := seriesKey{route, method, code}
 	var rs *routeSeries
 	if v, ok := m.series.Load(k); ok {
@@ -95,4 +96,15 @@ func (m *httpMetrics) observe(route, method string, code int, in, out int64, d t
 	rs.duration.Observe(d.Seconds())
 	rs.received.Add(float64(in))
 	rs.sent.Add(float64(out))
+}
+
+// methodLabel is the method label of a request: the standard methods as
+// they are, anything else a client invents as "other", so a client
+// cannot grow the label space (and the service's memory) without bound.
+func methodLabel(m string) string {
+	switch m {
+	case "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE":
+		return m
+	}
+	return "other"
 }

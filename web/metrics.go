@@ -2,6 +2,8 @@ package web
 
 import (
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,13 +17,34 @@ type httpMetrics struct {
 	received *prometheus.CounterVec
 	sent     *prometheus.CounterVec
 	inFlight prometheus.Gauge
+
+	// series caches the four series of a (route, method, code), so a
+	// request does not hash its labels four times (a HEAD costs a few
+	// microseconds in all). The key space is bounded by maxSeriesCached;
+	// past it, series are looked up by their labels as before.
+	series       sync.Map // seriesKey -> *routeSeries
+	seriesCached atomic.Int64
+}
+
+// maxSeriesCached bounds the series cache: routes are patterns, but the
+// method is whatever a client sends.
+const maxSeriesCached = 1024
+
+type seriesKey struct {
+	route, method string
+	code          int
+}
+
+type routeSeries struct {
+	requests, received, sent prometheus.Counter
+	duration                 prometheus.Observer
 }
 
 func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 	m := &httpMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "artifactstore_http_requests_total",
-			Help: "HTTP requests by route pattern, method and status code.",
+			Help: "HTTP requests by route pattern, method (the standard methods; any other is \"other\") and status code.",
 		}, []string{"route", "method", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "artifactstore_http_request_duration_seconds",
@@ -51,8 +74,37 @@ func (m *httpMetrics) observe(route, method string, code int, in, out int64, d t
 	if route == "" {
 		route = "unmatched"
 	}
-	m.requests.WithLabelValues(route, method, strconv.Itoa(code)).Inc()
-	m.duration.WithLabelValues(route, method).Observe(d.Seconds())
-	m.received.WithLabelValues(route).Add(float64(in))
-	m.sent.WithLabelValues(route).Add(float64(out))
+	method = methodLabel(method)
+	k := seriesKey{route, method, code}
+	var rs *routeSeries
+	if v, ok := m.series.Load(k); ok {
+		rs = v.(*routeSeries)
+	} else {
+		rs = &routeSeries{
+			requests: m.requests.WithLabelValues(route, method, strconv.Itoa(code)),
+			duration: m.duration.WithLabelValues(route, method),
+			received: m.received.WithLabelValues(route),
+			sent:     m.sent.WithLabelValues(route),
+		}
+		if m.seriesCached.Load() < maxSeriesCached {
+			if _, loaded := m.series.LoadOrStore(k, rs); !loaded {
+				m.seriesCached.Add(1)
+			}
+		}
+	}
+	rs.requests.Inc()
+	rs.duration.Observe(d.Seconds())
+	rs.received.Add(float64(in))
+	rs.sent.Add(float64(out))
+}
+
+// methodLabel is the method label of a request: the standard methods as
+// they are, anything else a client invents as "other", so a client
+// cannot grow the label space (and the service's memory) without bound.
+func methodLabel(m string) string {
+	switch m {
+	case "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE":
+		return m
+	}
+	return "other"
 }

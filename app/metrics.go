@@ -37,7 +37,7 @@ func newRegistryCollector(st *store.Store) *registryCollector {
 		locations: d("artifactstore_storage_locations", "Storage locations by backend and status (stored, verified, mismatch, missing, unreadable).", "backend", "status"),
 		blobs:     d("artifactstore_storage_blobs", "Blobs the registry places on each backend.", "backend"),
 		bytes:     d("artifactstore_storage_bytes", "Bytes of the blobs the registry places on each backend.", "backend"),
-		dbSize:    d("artifactstore_db_size_bytes", "Size of the bbolt database file."),
+		dbSize:    d("artifactstore_db_size_bytes", "Bytes of the pages the bbolt database has allocated (its high-water mark; the file on disk runs up to 16 MiB ahead of it)."),
 		txRead:    d("artifactstore_db_read_transactions_total", "Read transactions started on the database."),
 		txOpen:    d("artifactstore_db_open_read_transactions", "Read transactions open now."),
 		pages:     d("artifactstore_db_pages_allocated_total", "Pages allocated by write transactions."),

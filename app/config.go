@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"artifactstore/backends/local"
 	"artifactstore/backends/s3"
 	"artifactstore/internal/registry"
 	"artifactstore/internal/webhook"
@@ -205,6 +206,10 @@ type BackendConfig struct {
 	KeyPrefix string `koanf:"key_prefix" yaml:"key_prefix"`
 	// Path is the root directory of a local backend; default <data_dir>/objects.
 	Path string `koanf:"path" yaml:"path,omitempty"`
+	// Sync is how a local backend makes writes durable: "filesystem"
+	// (default: concurrent writes share one syncfs of the root's file
+	// system) or "file" (each write fsyncs its own file and directory).
+	Sync string `koanf:"sync" yaml:"sync,omitempty"`
 	// S3 holds the keys of an s3 backend (see backends/s3.Config).
 	S3 s3.Config `koanf:",squash" yaml:",inline"`
 	// DirectDownloads lets the API answer a download of this backend's
@@ -223,7 +228,7 @@ var directKeys = []string{"direct_downloads", "direct_max_verified_age", "direct
 
 // backendKeys lists which keys each backend type accepts.
 var backendKeys = map[string][]string{
-	"local": {"type", "key_prefix", "path"},
+	"local": {"type", "key_prefix", "path", "sync"},
 	"s3":    append(append([]string{"type", "key_prefix"}, s3.Keys()...), directKeys...),
 }
 
@@ -584,6 +589,9 @@ func (c *Config) normalize() error {
 			if b.Path == "" {
 				b.Path = filepath.Join(c.DataDir, "objects")
 			}
+			if b.Sync == "" {
+				b.Sync = local.SyncFileSystem
+			}
 		case "s3":
 			b.S3.SetDefaults()
 		}
@@ -762,6 +770,9 @@ func validateBackend(id string, b BackendConfig) error {
 	case "local":
 		if b.Path == "" {
 			return &ConfigError{Key: key + ".path", Msg: "must not be empty"}
+		}
+		if b.Sync != local.SyncFileSystem && b.Sync != local.SyncFile {
+			return &ConfigError{Key: key + ".sync", Msg: fmt.Sprintf("%q is not %q or %q", b.Sync, local.SyncFileSystem, local.SyncFile)}
 		}
 	case "s3":
 		if err := b.S3.Validate(); err != nil {

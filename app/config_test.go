@@ -88,6 +88,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"bad log level", "log:\n  level: loud\n", nil, "log.level"},
 		{"bad backend type", "backends:\n  x:\n    type: tape\nrouting:\n  default: x\n", nil, "backends.x.type"},
 		{"key of another type", "backends:\n  x:\n    type: local\n    path: /tmp/x\n    endpoint_url: http://h\nrouting:\n  default: x\n", nil, "backends.x.endpoint_url"},
+		{"bad local sync", "backends:\n  x:\n    type: local\n    path: /tmp/x\n    sync: sometimes\nrouting:\n  default: x\n", nil, "backends.x.sync"},
 		{"unknown backend key", "backends:\n  x:\n    type: local\n    colour: red\nrouting:\n  default: x\n", nil, "backends.x.colour"},
 		{"bad backend id", "backends:\n  Bad/Id:\n    type: local\n    path: /tmp/x\nrouting:\n  default: Bad/Id\n", nil, "backends.Bad/Id"},
 		{"default names unknown backend", "routing:\n  default: nowhere\n", nil, "routing.default"},

@@ -35,7 +35,7 @@ type backendFactory func(ctx context.Context, id string, cfg BackendConfig, log 
 // backendFactories is the explicit constructor table: one entry per type.
 var backendFactories = map[string]backendFactory{
 	"local": func(ctx context.Context, id string, cfg BackendConfig, log *slog.Logger) (backends.Backend, error) {
-		return local.New(id, local.Config{Root: cfg.Path, KeyPrefix: cfg.KeyPrefix}, log)
+		return local.New(id, local.Config{Root: cfg.Path, KeyPrefix: cfg.KeyPrefix, Sync: cfg.Sync}, log)
 	},
 	"s3": func(ctx context.Context, id string, cfg BackendConfig, log *slog.Logger) (backends.Backend, error) {
 		b, err := s3.New(id, cfg.S3, cfg.KeyPrefix, s3.Resolver{}, log)

@@ -36,7 +36,25 @@ type Config struct {
 	Root string
 	// KeyPrefix is the first path segment under Root (may be empty).
 	KeyPrefix string
+	// Sync chooses how writes are made durable: SyncFileSystem (the
+	// default, also for "") or SyncFile.
+	Sync string
 }
+
+// The durability modes of Config.Sync. Both make a write's bytes
+// durable before its name and its name durable before Put returns;
+// they differ in how many writes one device flush serves.
+const (
+	// SyncFileSystem: concurrent writes share syncfs(2) of the root's
+	// file system (groupflush.go). One flush serves every write that
+	// finished before it, but it also writes back whatever else is dirty
+	// on that file system. Where syncfs is missing (not Linux), as
+	// SyncFile.
+	SyncFileSystem = "filesystem"
+	// SyncFile: every write fsyncs its own file, its directory and the
+	// parents of the directories it creates.
+	SyncFile = "file"
+)
 
 // Backend is a backends.Backend on the local file system.
 type Backend struct {
@@ -45,6 +63,9 @@ type Backend struct {
 	prefix string
 	tmp    string
 	log    *slog.Logger
+	// group shares file-system flushes among concurrent writes
+	// (groupflush.go); nil where the platform has no syncfs.
+	group *groupFlush
 }
 
 var _ backends.Backend = (*Backend)(nil)
@@ -56,6 +77,9 @@ func New(id string, cfg Config, log *slog.Logger) (*Backend, error) {
 	if cfg.Root == "" {
 		return nil, errors.New("local backend: root directory is empty")
 	}
+	if cfg.Sync != "" && cfg.Sync != SyncFileSystem && cfg.Sync != SyncFile {
+		return nil, fmt.Errorf("local backend %s: sync %q is not %q or %q", id, cfg.Sync, SyncFileSystem, SyncFile)
+	}
 	root, err := filepath.Abs(cfg.Root)
 	if err != nil {
 		return nil, fmt.Errorf("local backend %s: %w", id, err)
@@ -66,6 +90,15 @@ func New(id string, cfg Config, log *slog.Logger) (*Backend, error) {
 	b := &Backend{id: id, root: root, prefix: strings.Trim(cfg.KeyPrefix, "/"), tmp: filepath.Join(root, TempDir), log: log}
 	if err := b.removeTemps(); err != nil {
 		return nil, fmt.Errorf("local backend %s: remove leftover temp files: %w", id, err)
+	}
+	if cfg.Sync != SyncFile {
+		flush, err := fsFlush(root)
+		if err != nil {
+			return nil, fmt.Errorf("local backend %s: %w", id, err)
+		}
+		if flush != nil {
+			b.group = newGroupFlush(flush)
+		}
 	}
 	return b, nil
 }
@@ -131,35 +164,70 @@ func (b *Backend) write(ctx context.Context, d digest.Digest, size int64, body i
 	return b.writeFile(ctx, b.Path(d), d, size, body)
 }
 
+// groupFlushBelow is the size below which a write's data is made durable
+// by the shared flush (groupflush.go) rather than its own fsync: a flush
+// shared with others should not carry one writer's megabytes.
+const groupFlushBelow = copyBufSize
+
 // writeFile writes final as write describes (content objects and records).
+// The data is durable before the rename, so the final name never points
+// at bytes a crash could lose (a later Put of the same digest trusts an
+// existing file), and the rename and any directories created for it are
+// durable before writeFile returns: with a group flush, one shared flush
+// for the data (small writes) and one for the names; without, the
+// file's fsync, then its directory's (and new directories' parents').
 func (b *Backend) writeFile(ctx context.Context, final string, d digest.Digest, size int64, body io.Reader) (err error) {
 	dir := filepath.Dir(final)
-	if err := b.mkdirDurable(dir); err != nil {
+	g := b.group
+	if g != nil {
+		// The flush after the rename makes the new directories durable too.
+		err = os.MkdirAll(dir, 0o750)
+	} else {
+		err = b.mkdirDurable(dir)
+	}
+	if err != nil {
 		return fmt.Errorf("local put %s: %w", d, err)
 	}
 	f, err := os.CreateTemp(b.tmp, "put-*")
 	if err != nil {
 		return fmt.Errorf("local put %s: %w", d, err)
 	}
+	closed := false
 	defer func() {
 		if err != nil {
-			f.Close()
+			if !closed {
+				f.Close()
+			}
 			os.Remove(f.Name())
 		}
 	}()
 	if err = copyVerified(newWriteBehind(f), backends.ContextReader(ctx, body), d, size); err != nil {
 		return fmt.Errorf("local put %s: %w", d, err)
 	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("local put %s: fsync: %w", d, err)
+	if g == nil || size >= groupFlushBelow {
+		if err = f.Sync(); err != nil {
+			return fmt.Errorf("local put %s: fsync: %w", d, err)
+		}
 	}
+	closed = true
 	if err = f.Close(); err != nil {
 		return fmt.Errorf("local put %s: close: %w", d, err)
+	}
+	if g != nil && size < groupFlushBelow {
+		if err = g.wait(); err != nil {
+			return fmt.Errorf("local put %s: flush: %w", d, err)
+		}
 	}
 	if err = os.Rename(f.Name(), final); err != nil {
 		return fmt.Errorf("local put %s: rename: %w", d, err)
 	}
-	if err = syncDir(dir); err != nil {
+	if g != nil {
+		if err := g.wait(); err != nil {
+			return fmt.Errorf("local put %s: flush after rename: %w", d, err)
+		}
+		return nil
+	}
+	if err := syncDir(dir); err != nil {
 		return fmt.Errorf("local put %s: fsync dir: %w", d, err)
 	}
 	return nil

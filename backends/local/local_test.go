@@ -100,3 +100,27 @@ func TestFailedPutRemovesTempFile(t *testing.T) {
 		return nil
 	})
 }
+
+// The per-file durability mode keeps the whole contract too.
+func TestConformanceSyncFile(t *testing.T) {
+	backendtest.Run(t, func(t *testing.T) backends.Backend {
+		b, err := New("local", Config{Root: t.TempDir(), KeyPrefix: "objects", Sync: SyncFile}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.group != nil {
+			t.Fatal("sync: file shares flushes")
+		}
+		return b
+	}, backendtest.Options{Overwrite: func(t *testing.T, b backends.Backend, d digest.Digest, raw []byte) {
+		if err := os.WriteFile(b.(*Backend).Path(d), raw, 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}})
+}
+
+func TestNewRejectsAnUnknownSyncMode(t *testing.T) {
+	if _, err := New("local", Config{Root: t.TempDir(), Sync: "sometimes"}, slog.New(slog.DiscardHandler)); err == nil {
+		t.Fatal("accepted sync: sometimes")
+	}
+}

@@ -1,0 +1,34 @@
+package local
+
+import (
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// fsFlush returns the flush of root's file system: syncfs(2) on a
+// descriptor held open for the backend's life, so the writeback errors
+// reported to it are every error since its previous call (a descriptor
+// opened per call would miss an error another syncfs caller had
+// already seen).
+func fsFlush(root string) (func() error, error) {
+	f, err := os.Open(root)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) { serr = unix.Syncfs(int(fd)) }); err != nil {
+			return err
+		}
+		if serr != nil {
+			return &os.SyscallError{Syscall: "syncfs", Err: serr}
+		}
+		return nil
+	}, nil
+}

@@ -19,7 +19,7 @@ const (
 	defaultThresh = 64 << 20
 	// defaultInFlight parts of an upload go up at once, each held in memory
 	// once, so an upload holds at most defaultInFlight * chunk bytes.
-	defaultInFlight = 4
+	defaultInFlight = 2
 	maxInFlight     = 16
 )
 

@@ -56,7 +56,7 @@ var otherSenses = []*regexp.Regexp{
 	regexp.MustCompile(`\b\w*Buckets\(|\bBuckets:|histogram buckets`),
 	// The S3 config keys and fields themselves, wherever a config is
 	// written or named: the config that feeds the backend.
-	regexp.MustCompile(`\b(multipart_threshold_bytes|multipart_chunk_bytes|bucket_lookup)\b|\bMultipart(Threshold|Chunk)Bytes\b|(^|\\n)\s*(bucket|region): |\bbackends\.[\w-]+\.(bucket|region)\b`),
+	regexp.MustCompile(`\b(multipart_threshold_bytes|multipart_chunk_bytes|multipart_parts_in_flight|bucket_lookup)\b|\bMultipart(Threshold|Chunk)Bytes\b|\bMultipartPartsInFlight\b|(^|\\n)\s*(bucket|region): |\bbackends\.[\w-]+\.(bucket|region)\b`),
 }
 
 // storeOwnsBbolt: in store/ "bucket" is bbolt's word for its tables

@@ -17,6 +17,10 @@ const (
 	MaxParts      = 10000
 	defaultChunk  = 16 << 20
 	defaultThresh = 64 << 20
+	// defaultInFlight parts of an upload go up at once, each held in memory
+	// once, so an upload holds at most defaultInFlight * chunk bytes.
+	defaultInFlight = 2
+	maxInFlight     = 16
 )
 
 // Config configures one S3 backend. The koanf tags are the YAML keys under
@@ -40,6 +44,12 @@ type Config struct {
 	MultipartThresholdBytes int64 `koanf:"multipart_threshold_bytes" yaml:"multipart_threshold_bytes,omitempty"`
 	// MultipartChunkBytes is the part size of a multipart upload.
 	MultipartChunkBytes int64 `koanf:"multipart_chunk_bytes" yaml:"multipart_chunk_bytes,omitempty"`
+	// MultipartPartsInFlight is how many parts of one multipart upload are
+	// sent at once (1-16). Above 1 each part is read into a buffer of
+	// MultipartChunkBytes first, so one upload holds at most
+	// MultipartPartsInFlight * MultipartChunkBytes bytes; 1 streams each part
+	// straight from the body without a buffer, one after another.
+	MultipartPartsInFlight int `koanf:"multipart_parts_in_flight" yaml:"multipart_parts_in_flight,omitempty"`
 	// CABundleFile is a PEM file of extra CAs to trust for https endpoints
 	// (an internal certificate authority in front of RGW).
 	CABundleFile string `koanf:"ca_bundle_file" yaml:"ca_bundle_file,omitempty"`
@@ -53,7 +63,7 @@ type Config struct {
 // Keys lists the YAML keys of Config, for the config loader.
 func Keys() []string {
 	return []string{"endpoint_url", "region", "bucket", "access_key_ref", "secret_key_ref", "storage_class",
-		"sse", "multipart_threshold_bytes", "multipart_chunk_bytes", "ca_bundle_file", "bucket_lookup", "max_retries"}
+		"sse", "multipart_threshold_bytes", "multipart_chunk_bytes", "multipart_parts_in_flight", "ca_bundle_file", "bucket_lookup", "max_retries"}
 }
 
 // Target names where objects go, for listings: endpoint/bucket/prefix.
@@ -79,6 +89,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.MultipartThresholdBytes == 0 {
 		c.MultipartThresholdBytes = defaultThresh
+	}
+	if c.MultipartPartsInFlight == 0 {
+		c.MultipartPartsInFlight = defaultInFlight
 	}
 	if c.BucketLookup == "" {
 		c.BucketLookup = "path"
@@ -120,6 +133,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MultipartThresholdBytes < 0 || c.MultipartThresholdBytes > MaxPutSize {
 		return &FieldError{"multipart_threshold_bytes", fmt.Sprintf("%d must be between 0 and 5 GiB (%d), the most one PUT may carry", c.MultipartThresholdBytes, int64(MaxPutSize))}
+	}
+	if c.MultipartPartsInFlight < 1 || c.MultipartPartsInFlight > maxInFlight {
+		return &FieldError{"multipart_parts_in_flight", fmt.Sprintf("%d must be between 1 and %d", c.MultipartPartsInFlight, maxInFlight)}
 	}
 	switch c.BucketLookup {
 	case "path", "dns", "auto":

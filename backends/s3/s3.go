@@ -11,6 +11,7 @@
 package s3
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -24,6 +25,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -49,6 +51,12 @@ var _ backends.Backend = (*Backend)(nil)
 // New resolves the credential references and builds the client. It does
 // not contact the service; Health does.
 func New(id string, cfg Config, keyPrefix string, res Resolver, log *slog.Logger) (*Backend, error) {
+	return newBackend(id, cfg, keyPrefix, res, log, nil)
+}
+
+// newBackend is New with a hook that may wrap the HTTP transport (tests
+// watch and break requests with it).
+func newBackend(id string, cfg Config, keyPrefix string, res Resolver, log *slog.Logger, wrap func(http.RoundTripper) http.RoundTripper) (*Backend, error) {
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -66,12 +74,16 @@ func New(id string, cfg Config, keyPrefix string, res Resolver, log *slog.Logger
 	if err != nil {
 		return nil, err
 	}
+	var rt http.RoundTripper = transport
+	if wrap != nil {
+		rt = wrap(transport)
+	}
 	lookup := map[string]minio.BucketLookupType{"path": minio.BucketLookupPath, "dns": minio.BucketLookupDNS, "auto": minio.BucketLookupAuto}[cfg.BucketLookup]
 	client, err := minio.New(u.Host, &minio.Options{
 		Creds:        credentials.NewStaticV4(access, secret, ""),
 		Secure:       u.Scheme == "https",
 		Region:       cfg.Region,
-		Transport:    transport,
+		Transport:    rt,
 		BucketLookup: lookup,
 		MaxRetries:   cfg.MaxRetries,
 	})
@@ -244,7 +256,8 @@ func (b *Backend) putSingle(ctx context.Context, key string, d digest.Digest, v 
 	return b.mapErr("put", key, err)
 }
 
-// putMultipart streams the body part by part. On any failure it aborts the
+// putMultipart sends the body in parts (multipart_parts_in_flight at once,
+// see putPartsConcurrently). On any failure it aborts the
 // upload (with a context that survives the caller's cancellation), so no
 // incomplete upload is left to accumulate storage.
 func (b *Backend) putMultipart(ctx context.Context, key string, v *digest.Verifier, size int64) (err error) {
@@ -271,14 +284,13 @@ func (b *Backend) putMultipart(ctx context.Context, key string, v *digest.Verifi
 		chunk = (size + MaxParts - 1) / MaxParts
 	}
 	var parts []minio.CompletePart
-	for n, off := 1, int64(0); off < size; n++ {
-		partSize := min(chunk, size-off)
-		p, perr := b.core.PutObjectPart(ctx, b.cfg.Bucket, key, uploadID, n, io.LimitReader(v, partSize), partSize, minio.PutObjectPartOptions{})
-		if perr != nil {
-			return b.mapErr(fmt.Sprintf("put part %d", n), key, perr)
-		}
-		parts = append(parts, minio.CompletePart{PartNumber: n, ETag: p.ETag})
-		off += partSize
+	if b.cfg.MultipartPartsInFlight > 1 {
+		parts, err = b.putPartsConcurrently(ctx, key, uploadID, v, size, chunk, b.cfg.MultipartPartsInFlight)
+	} else {
+		parts, err = b.putPartsStreamed(ctx, key, uploadID, v, size, chunk)
+	}
+	if err != nil {
+		return err
 	}
 	if !v.Verified() {
 		// All bytes were sent but the check did not run to completion.
@@ -291,6 +303,96 @@ func (b *Backend) putMultipart(ctx context.Context, key string, v *digest.Verifi
 		return b.mapErr("complete multipart upload", key, err)
 	}
 	return nil
+}
+
+// putPartsStreamed sends the parts one after another, each streamed from
+// the body without a buffer.
+func (b *Backend) putPartsStreamed(ctx context.Context, key, uploadID string, v io.Reader, size, chunk int64) ([]minio.CompletePart, error) {
+	var parts []minio.CompletePart
+	for n, off := 1, int64(0); off < size; n++ {
+		partSize := min(chunk, size-off)
+		p, err := b.core.PutObjectPart(ctx, b.cfg.Bucket, key, uploadID, n, io.LimitReader(v, partSize), partSize, minio.PutObjectPartOptions{})
+		if err != nil {
+			return nil, b.mapErr(fmt.Sprintf("put part %d", n), key, err)
+		}
+		parts = append(parts, minio.CompletePart{PartNumber: n, ETag: p.ETag})
+		off += partSize
+	}
+	return parts, nil
+}
+
+// putPartsConcurrently reads the body part by part into at most inFlight
+// buffers of chunk bytes and sends up to inFlight parts at once: the body
+// is read while earlier parts are still on the wire, and the service's
+// time to store one part overlaps with sending the next. The first error
+// (a read of the body or any part) cancels the parts still in flight and
+// stops reading; the caller then aborts the upload. A buffered part is
+// seekable, so the client library may retry it.
+func (b *Backend) putPartsConcurrently(ctx context.Context, key, uploadID string, v io.Reader, size, chunk int64, inFlight int) ([]minio.CompletePart, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var (
+		wg       sync.WaitGroup
+		failOnce sync.Once
+		firstErr error
+	)
+	fail := func(err error) {
+		failOnce.Do(func() {
+			firstErr = err
+			cancel(err)
+		})
+	}
+	// free holds the buffers not in use; nil slots are allocated on first
+	// use, so a small upload never holds inFlight buffers.
+	free := make(chan []byte, inFlight)
+	for range inFlight {
+		free <- nil
+	}
+	parts := make([]minio.CompletePart, (size+chunk-1)/chunk)
+read:
+	for n, off := 1, int64(0); off < size; n++ {
+		partSize := min(chunk, size-off)
+		var buf []byte
+		select {
+		case buf = <-free:
+		case <-ctx.Done():
+			fail(fmt.Errorf("s3 put %s: %w", key, context.Cause(ctx)))
+			break read
+		}
+		if int64(cap(buf)) < partSize {
+			buf = make([]byte, chunk)
+		}
+		buf = buf[:partSize]
+		if _, err := io.ReadFull(v, buf); err != nil {
+			fail(fmt.Errorf("s3 put %s: reading part %d: %w", key, n, err))
+			free <- buf
+			break
+		}
+		if ctx.Err() != nil {
+			// A part failed (or the caller gave up) while this one was
+			// read: start no more.
+			fail(fmt.Errorf("s3 put %s: %w", key, context.Cause(ctx)))
+			free <- buf
+			break
+		}
+		off += partSize
+		wg.Add(1)
+		go func(n int, buf []byte) {
+			defer wg.Done()
+			defer func() { free <- buf }()
+			p, err := b.core.PutObjectPart(ctx, b.cfg.Bucket, key, uploadID, n, bytes.NewReader(buf), int64(len(buf)), minio.PutObjectPartOptions{})
+			if err != nil {
+				fail(b.mapErr(fmt.Sprintf("put part %d", n), key, err))
+				return
+			}
+			parts[n-1] = minio.CompletePart{PartNumber: n, ETag: p.ETag}
+		}(n, buf)
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	return parts, nil
 }
 
 // Open implements backends.Backend. One ranged GET; S3 clamps a range

@@ -236,6 +236,8 @@ func TestConfigValidation(t *testing.T) {
 		{"multipart_chunk_bytes", func(c *s3.Config) { c.MultipartChunkBytes = 1 << 20 }},
 		{"multipart_chunk_bytes", func(c *s3.Config) { c.MultipartChunkBytes = 6 << 30 }},
 		{"multipart_threshold_bytes", func(c *s3.Config) { c.MultipartThresholdBytes = 6 << 30 }},
+		{"multipart_parts_in_flight", func(c *s3.Config) { c.MultipartPartsInFlight = -1 }},
+		{"multipart_parts_in_flight", func(c *s3.Config) { c.MultipartPartsInFlight = 17 }},
 		{"bucket_lookup", func(c *s3.Config) { c.BucketLookup = "virtual" }},
 		{"ca_bundle_file", func(c *s3.Config) { c.CABundleFile = "/etc/ca.pem" }},
 	}

@@ -618,7 +618,9 @@ func (s *Server) serveContent(w http.ResponseWriter, r *http.Request, d digest.D
 	w.WriteHeader(status)
 	// copy the body
 	if _, ok := rc.(io.WriterTo); ok {
-		_, err = io.Copy(w, rc) // the backend's fast path (sendfile for local files)
+		// The backend's fast path (sendfile for local files), or the
+		// registry's verified read hashing on another goroutine.
+		_, err = io.Copy(w, rc)
 	} else {
 		_, err = io.CopyBuffer(writerOnly{w}, rc, make([]byte, 1<<20))
 	}

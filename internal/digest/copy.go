@@ -19,8 +19,22 @@ import (
 // read, hash and write one after another. bufs (at least two, all the same
 // size) are the chunks in flight. Unlike a Verifier, w receives every byte
 // before the verdict: use it only where w is not visible until the caller
-// acts on a nil error (a temp file renamed afterwards).
+// acts on a nil error (a temp file renamed afterwards); StreamVerified
+// withholds the final chunk.
 func CopyVerified(w io.Writer, r io.Reader, want Digest, size int64, bufs [][]byte) (int64, error) {
+	return copyVerified(w, r, want, size, bufs, false)
+}
+
+// StreamVerified is CopyVerified for a w that is seen at once (an HTTP
+// response): like a Verifier it withholds the final chunk until the bytes
+// matched want, so w never receives a complete body that fails. On a
+// failure w has received at most size minus the final chunk; the count
+// returned is what w received.
+func StreamVerified(w io.Writer, r io.Reader, want Digest, size int64, bufs [][]byte) (int64, error) {
+	return copyVerified(w, r, want, size, bufs, true)
+}
+
+func copyVerified(w io.Writer, r io.Reader, want Digest, size int64, bufs [][]byte, withhold bool) (int64, error) {
 	if len(bufs) < 2 {
 		return 0, errors.New("CopyVerified needs at least two buffers")
 	}
@@ -43,6 +57,7 @@ func CopyVerified(w io.Writer, r io.Reader, want Digest, size int64, bufs [][]by
 	}()
 	var n int64
 	var err error
+	var last []byte // the withheld final chunk
 	for n < size && err == nil {
 		buf := <-free
 		if rem := size - n; int64(len(buf)) > rem {
@@ -58,6 +73,12 @@ func CopyVerified(w io.Writer, r io.Reader, want Digest, size int64, bufs [][]by
 			continue
 		}
 		toHash <- buf[:k]
+		if withhold && err == nil && n+int64(k) == size {
+			// The hasher hands buf back to free, which nobody takes from
+			// any more: it holds the final chunk until the verdict.
+			last = buf[:k]
+			break
+		}
 		if _, werr := w.Write(buf[:k]); werr != nil && err == nil {
 			err = werr
 		}
@@ -88,6 +109,13 @@ func CopyVerified(w io.Writer, r io.Reader, want Digest, size int64, bufs [][]by
 	}
 	if got != want.Hex {
 		return n, fmt.Errorf("%w: declared %s, content hashes to %s:%s", ErrMismatch, want, want.Algorithm, got)
+	}
+	if len(last) > 0 {
+		k, werr := w.Write(last)
+		n += int64(k)
+		if werr != nil {
+			return n, werr
+		}
 	}
 	return n, nil
 }

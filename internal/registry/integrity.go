@@ -22,9 +22,10 @@ import (
 // A full read (off 0, the whole object) is verified as it streams: the
 // returned reader hashes every byte and, if they do not match d, withholds
 // the final bytes and fails with digest.ErrMismatch, so a consumer that
-// forwards what it reads never delivers a complete wrong body. The failure
-// is recorded as a mismatch verdict of that location (mode "read", with
-// its events), so the next read goes to another location, or answers
+// forwards what it reads never delivers a complete wrong body (its WriteTo,
+// what io.Copy uses, hashes on another goroutine while it reads and writes,
+// with the same promise). The failure is recorded as a mismatch verdict of
+// that location (mode "read", with its events), so the next read goes to another location, or answers
 // ErrNoLocation if there is none. Only a location verified within
 // Options.TrustVerifiedFor is read without hashing (the backend's fast
 // path, sendfile for local files). An object shorter than recorded (the
@@ -97,31 +98,87 @@ func (r *Registry) trusted(l store.Location) bool {
 
 // verifying wraps a full read of l in a digest check.
 func (r *Registry) verifying(ctx context.Context, rc io.ReadCloser, d digest.Digest, l store.Location) io.ReadCloser {
-	vr := &verifiedReader{rc: rc, v: digest.NewVerifier(rc, d, l.Size)}
+	vr := &verifiedReader{rc: rc, d: d, size: l.Size, v: digest.NewVerifier(rc, d, l.Size)}
 	vr.fail = func(err error) { r.recordReadMismatch(ctx, l, err) }
 	return vr
 }
 
+// verifiedReader checks a full read against its digest, one way or the
+// other: Read through a digest.Verifier, or WriteTo (what io.Copy uses)
+// with hashing on another goroutine, digest.StreamVerified. Both withhold
+// the final bytes of a body that does not match.
 type verifiedReader struct {
 	rc   io.ReadCloser
+	d    digest.Digest
+	size int64
 	v    *digest.Verifier
+	used bool // Read was called: WriteTo goes on through v
 	fail func(error)
 	once sync.Once
 }
 
-// Read never implements io.WriterTo on purpose: every byte goes through
-// the verifier.
 func (vr *verifiedReader) Read(p []byte) (int, error) {
+	vr.used = true
 	n, err := vr.v.Read(p)
-	// A stream cut short is the transport's failure, not the object's (a
-	// short object fails at Open); wrong bytes or extra bytes are the
-	// object's.
+	vr.failed(err)
+	return n, err
+}
+
+// streamFrom is the size from which WriteTo hashes on another goroutine;
+// below it the handoff costs more than it saves.
+const streamFrom = 4 << 20
+
+// streamChunk is the size of a chunk in flight; streamChunks of them are.
+const (
+	streamChunk  = 1 << 20
+	streamChunks = 3
+)
+
+var streamBufs = sync.Pool{New: func() any { b := make([]byte, streamChunk); return &b }}
+
+// WriteTo copies the whole object to w. Hashing runs on another goroutine
+// while this one reads the next chunk and writes the previous one, and the
+// final chunk is written only after the digest matched, so w never
+// receives a complete body that fails. w gets no ReadFrom (a response's
+// would read the body 32 KiB at a time), chunks of 1 MiB instead.
+func (vr *verifiedReader) WriteTo(w io.Writer) (int64, error) {
+	if vr.used || vr.size < streamFrom {
+		bp := streamBufs.Get().(*[]byte)
+		defer streamBufs.Put(bp)
+		return io.CopyBuffer(writerOnly{w}, readerOnly{vr}, *bp)
+	}
+	vr.used = true
+	var bps [streamChunks]*[]byte
+	bufs := make([][]byte, len(bps))
+	for i := range bps {
+		bps[i] = streamBufs.Get().(*[]byte)
+		bufs[i] = *bps[i]
+	}
+	n, err := digest.StreamVerified(w, vr.rc, vr.d, vr.size, bufs)
+	// StreamVerified has returned: its hasher is done with every buffer.
+	for _, bp := range bps {
+		streamBufs.Put(bp)
+	}
+	vr.failed(err)
+	return n, err
+}
+
+// failed records a mismatch verdict for an error that is the object's:
+// wrong bytes or extra bytes. A stream cut short is the transport's
+// failure, not the object's (a short object fails at Open).
+func (vr *verifiedReader) failed(err error) {
 	if err != nil && err != io.EOF && !errors.Is(err, io.ErrUnexpectedEOF) &&
 		(errors.Is(err, digest.ErrMismatch) || errors.Is(err, digest.ErrSizeMismatch)) {
 		vr.once.Do(func() { vr.fail(err) })
 	}
-	return n, err
 }
+
+// writerOnly and readerOnly hide ReadFrom and WriteTo, so io.CopyBuffer
+// uses the buffer it is given.
+type (
+	writerOnly struct{ io.Writer }
+	readerOnly struct{ io.Reader }
+)
 
 func (vr *verifiedReader) Close() error { return vr.rc.Close() }
 

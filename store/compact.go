@@ -84,22 +84,14 @@ func encodeLocation(l *Location) ([]byte, error) {
 	if !isUTC(times...) {
 		return encode(locationValue{Location: *l})
 	}
-	flags, code := byte(0), byte(0)
+	flags := byte(0)
 	if l.LastVerifiedAt != nil {
 		flags |= locVerified
 	}
 	if l.LastCheckedAt != nil {
 		flags |= locChecked
 	}
-	for i, st := range locationStatuses {
-		if st == l.Status {
-			code = byte(i + 1)
-		}
-	}
-	b := append(make([]byte, 0, 32+len(l.LastError)), encodingBinary, flags, code)
-	if code == 0 {
-		b = appendString(b, l.Status)
-	}
+	b := appendCoded(append(make([]byte, 0, 32+len(l.LastError)), encodingBinary, flags), locationStatuses, l.Status)
 	b = appendTime(binary.AppendVarint(b, l.Size), l.StoredAt)
 	if l.LastVerifiedAt != nil {
 		b = appendTime(b, *l.LastVerifiedAt)
@@ -113,16 +105,13 @@ func encodeLocation(l *Location) ([]byte, error) {
 
 func decodeLocationBinary(v []byte, l *Location) error {
 	r := valueReader{b: v[1:]}
-	flags, code := r.byte(), r.byte()
+	flags := r.byte()
 	var out Location
-	switch {
-	case code == 0:
-		out.Status = r.string()
-	case int(code) <= len(locationStatuses):
-		out.Status = locationStatuses[code-1]
-	default:
+	status, code, ok := r.coded(locationStatuses)
+	if !ok {
 		return fmt.Errorf("%w: unknown location status code %d", ErrCorrupt, code)
 	}
+	out.Status = status
 	out.Size = r.varint()
 	out.StoredAt = r.time()
 	if flags&locVerified != 0 {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -123,16 +124,7 @@ func appendEventBinary(b []byte, e Event, cut byte, data []byte) []byte {
 	if subjRaw {
 		flags |= evSubjectBytes
 	}
-	code := byte(0)
-	for i, t := range eventTypes {
-		if t == e.Type {
-			code = byte(i + 1)
-		}
-	}
-	b = append(b, encodingEvent, flags, code)
-	if code == 0 {
-		b = appendString(b, e.Type)
-	}
+	b = appendCoded(append(b, encodingEvent, flags), eventTypes, e.Type)
 	if idRaw {
 		b, _ = hex.AppendDecode(b, []byte(e.ID))
 	} else {
@@ -218,19 +210,37 @@ func (r *valueReader) string() string {
 	return string(r.bytes(int(n)))
 }
 
+// appendCoded appends s as its one-byte code in names (index+1), or as
+// code 0 followed by the string when names does not hold it.
+func appendCoded(b []byte, names []string, s string) []byte {
+	if i := slices.Index(names, s); i >= 0 {
+		return append(b, byte(i+1))
+	}
+	return appendString(append(b, 0), s)
+}
+
+// coded reads what appendCoded wrote; ok is false (and code says which)
+// for a code names does not have.
+func (r *valueReader) coded(names []string) (s string, code byte, ok bool) {
+	switch code = r.byte(); {
+	case code == 0:
+		return r.string(), 0, true
+	case int(code) <= len(names):
+		return names[code-1], code, true
+	}
+	return "", code, false
+}
+
 // decodeEventBinary decodes the binary form into e (Seq, SpecVersion,
 // Source and DataContentType are the caller's) and returns the cut.
 func decodeEventBinary(v []byte, e *Event) (string, error) {
 	r := valueReader{b: v[1:]}
-	flags, code := r.byte(), r.byte()
-	switch {
-	case code == 0:
-		e.Type = r.string()
-	case int(code) <= len(eventTypes):
-		e.Type = eventTypes[code-1]
-	default:
+	flags := r.byte()
+	typ, code, ok := r.coded(eventTypes)
+	if !ok {
 		return "", fmt.Errorf("%w: unknown event type code %d", ErrCorrupt, code)
 	}
+	e.Type = typ
 	if flags&evIDBytes != 0 {
 		e.ID = hex.EncodeToString(r.bytes(16))
 	} else {

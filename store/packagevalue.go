@@ -65,16 +65,7 @@ func encodePackage(p *Package) ([]byte, error) {
 		} else {
 			b = appendString(append(b, 0), f.Digest)
 		}
-		code := byte(0)
-		for i, m := range mediaTypes {
-			if m == f.MediaType {
-				code = byte(i + 1)
-			}
-		}
-		b = append(b, code)
-		if code == 0 {
-			b = appendString(b, f.MediaType)
-		}
+		b = appendCoded(b, mediaTypes, f.MediaType)
 		b = appendString(b, f.Backend)
 	}
 	return b, nil
@@ -114,14 +105,11 @@ func decodePackage(v []byte, p *Package) error {
 		default:
 			r.fail()
 		}
-		switch code := r.byte(); {
-		case code == 0:
-			f.MediaType = r.string()
-		case int(code) <= len(mediaTypes):
-			f.MediaType = mediaTypes[code-1]
-		default:
+		mt, _, ok := r.coded(mediaTypes)
+		if !ok {
 			r.fail()
 		}
+		f.MediaType = mt
 		f.Backend = r.string()
 		out.Files = append(out.Files, f)
 	}

@@ -318,15 +318,9 @@ func decodeEventKV(k, v []byte, source string) (Event, error) {
 func eventType(v []byte) (string, bool) {
 	switch {
 	case len(v) >= 3 && v[0] == encodingEvent:
-		if code := v[2]; code > 0 {
-			if int(code) > len(eventTypes) {
-				return "", false
-			}
-			return eventTypes[code-1], true
-		}
-		r := valueReader{b: v[3:]}
-		t := r.string()
-		return t, r.err == nil
+		r := valueReader{b: v[2:]}
+		t, _, ok := r.coded(eventTypes)
+		return t, ok && r.err == nil
 	case len(v) > 0 && v[0] == encodingV1:
 		var head struct {
 			Type string `json:"type"`

@@ -311,6 +311,15 @@ func (p *pairedRuns) ratios() []float64 {
 // ratio is the median of the per-run ratios.
 func (p *pairedRuns) ratio() float64 { return medianF(p.ratios()) }
 
+// ratiosOf pairs two series of rates run by run: a[i] / b[i].
+func ratiosOf(a, b []float64) []float64 {
+	out := make([]float64, len(a))
+	for i := range a {
+		out[i] = a[i] / b[i]
+	}
+	return out
+}
+
 // spread lists every run of size bytes: the ratios, ours and the baseline in MB/s.
 func (p *pairedRuns) spread(size int64) string {
 	return fmt.Sprintf("median of %d runs; ratios %s; ours %s MB/s, baseline %s MB/s",
@@ -515,13 +524,6 @@ func benchVerify(t testing.TB, rep *benchReport, env *testEnv, total int64, runs
 		raw2 = append(raw2, float64(per*files)/hashAll(2).Seconds())
 		ours2 = append(ours2, only(2))
 	}
-	div := func(a, b []float64) []float64 {
-		out := make([]float64, len(a))
-		for i := range a {
-			out[i] = a[i] / b[i]
-		}
-		return out
-	}
 	mbs := func(xs []float64) string {
 		out := make([]float64, len(xs))
 		for i, x := range xs {
@@ -530,13 +532,13 @@ func benchVerify(t testing.TB, rep *benchReport, env *testEnv, total int64, runs
 		return floats(out, "%.0f")
 	}
 	note := fmt.Sprintf("%d MiB in %d files, page cache warm, no byte budget; median of %d interleaved rounds", per*files>>20, files, len(raw1))
-	machine := medianF(div(raw2, raw1))
+	machine := medianF(ratiosOf(raw2, raw1))
 	add := func(name string, ours, base []float64, baseName string, target float64, extra string) {
-		ratio := medianF(div(ours, base))
+		ratio := medianF(ratiosOf(ours, base))
 		rep.add(benchRow{Name: name, Ours: fmt.Sprintf("%.0f MB/s", medianF(ours)/1e6),
 			Baseline: fmt.Sprintf("%.0f MB/s (%s)", medianF(base)/1e6, baseName), Ratio: fmt.Sprintf("%.2f", ratio),
 			Target: fmt.Sprintf(">= %.2f", target), Verdict: verdict(ratio >= target),
-			Note: fmt.Sprintf("%s; ratios %s; ours %s MB/s, baseline %s MB/s%s", note, floats(div(ours, base), "%.2f"), mbs(ours), mbs(base), extra)})
+			Note: fmt.Sprintf("%s; ratios %s; ours %s MB/s, baseline %s MB/s%s", note, floats(ratiosOf(ours, base), "%.2f"), mbs(ours), mbs(base), extra)})
 	}
 	add("deep verification, concurrency 1", ours1, raw1, "sha256 of the same files, 1 core", 0.90, "")
 	add("deep verification, concurrency 2", ours2, raw1, "sha256 of the same files, 1 core", 1.60,

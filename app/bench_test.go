@@ -27,6 +27,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
 
 	"artifactstore/backends"
 	"artifactstore/backends/s3/s3test"
@@ -232,16 +233,22 @@ func timedGET(t testing.TB, url, token string, want int64) time.Duration {
 // benchUploadDownload measures uploads and downloads of size bytes through
 // env against the baseline (direct), runs times each, interleaved, and
 // reports the median of the per-run ratios with every run.
-func benchUploadDownload(t testing.TB, rep *benchReport, env *testEnv, label string, size int64, runs int, direct func(seed uint64) (time.Duration, time.Duration)) {
+//
+// settle, if not nil, runs before each upload of either side (see
+// dropPageCache).
+func benchUploadDownload(t testing.TB, rep *benchReport, env *testEnv, label string, size int64, runs int, settle func(), direct func(seed uint64) (time.Duration, time.Duration)) {
+	if settle == nil {
+		settle = func() {}
+	}
 	ctx := context.Background()
 	var ours, base, oursDown, baseDown []time.Duration
-	// The side that goes first alternates (ours in runs 1 and 3): a disk
-	// that bursts and then slows down (this VM's does, see
-	// docs/PERFORMANCE.md) would otherwise always favour the same side.
+	// The side that goes first alternates (ours in runs 1 and 3), so
+	// neither side always meets the machine right after the other's work.
 	for i := 0; i < runs; i++ {
 		seed := uint64(time.Now().UnixNano())
 		var bu, bd time.Duration
 		if i%2 == 1 {
+			settle()
 			bu, bd = direct(seed)
 		}
 		sum := patternSHA(seed, size)
@@ -250,12 +257,14 @@ func benchUploadDownload(t testing.TB, rep *benchReport, env *testEnv, label str
 		if err != nil {
 			t.Fatal(err)
 		}
+		settle()
 		d := timedPUT(t, env.url+"/v1/uploads/"+br.UploadID+"/blobs/sha256:"+sum, env.token, newPattern(seed, size), size)
 		if _, _, err := env.c.Commit(ctx, br.UploadID); err != nil {
 			t.Fatal(err)
 		}
 		dd := timedGET(t, env.url+client.FilePath("bench-"+label, fmt.Sprint(seed), "big.bin"), env.token, size)
 		if i%2 == 0 {
+			settle()
 			bu, bd = direct(seed)
 		}
 		ours, oursDown = append(ours, d), append(oursDown, dd)
@@ -281,6 +290,31 @@ func benchUploadDownload(t testing.TB, rep *benchReport, env *testEnv, label str
 		// 2 at once (the default parts-in-flight setting).
 		row("upload, "+label, "direct S3 client PutObject, 16 MiB parts one at a time; ours 16 MiB parts, 2 in flight", ours, base, 0.90)
 		row("download, "+label, "direct S3 client GetObject read through a 1 MiB buffer", oursDown, baseDown, 0.90)
+	}
+}
+
+// dropPageCache asks the kernel to drop the cached pages of every file
+// under dir (posix_fadvise DONTNEED; the files were fsynced, so their
+// pages are clean and go back to the free lists). On this VM, writing into
+// page-cache memory freed moments ago runs at 1.3-1.5 GB/s, into memory the
+// guest has not used lately at ~200 MB/s (dd of 1 GiB with fsync: 1.3, 1.4
+// GB/s, then 213 MB/s as the cache grew; after dropping the cache 1.4, 1.5
+// GB/s again). Dropping what the runs before kept makes every upload, ours
+// or the baseline's, start in the same memory state; the files stay.
+func dropPageCache(t testing.TB, dir string) {
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
+	})
+	if err != nil {
+		t.Fatalf("drop the page cache of %s: %v", dir, err)
 	}
 }
 
@@ -351,7 +385,7 @@ func runBenchmarks(t testing.TB, sz benchSizes, rep *benchReport, runs int) {
 		env := startService(t, benchLocalYAML(pdir, ""))
 		defer env.stop()
 		base := baselineServer(t, pdir)
-		benchUploadDownload(t, rep, env, "local", sz.upload, runs, func(seed uint64) (time.Duration, time.Duration) {
+		benchUploadDownload(t, rep, env, "local", sz.upload, runs, func() { dropPageCache(t, pdir) }, func(seed uint64) (time.Duration, time.Duration) {
 			u := timedPUT(t, base+"/up", "", newPattern(seed, sz.upload), sz.upload)
 			d := timedGET(t, base+"/down", "", sz.upload)
 			return u, d
@@ -367,7 +401,7 @@ func runBenchmarks(t testing.TB, sz benchSizes, rep *benchReport, runs int) {
 			senv := startService(t, s3cfg)
 			defer senv.stop()
 			core := srv.Client(t)
-			benchUploadDownload(t, rep, senv, srv.Name, sz.s3Object, runs, func(seed uint64) (time.Duration, time.Duration) {
+			benchUploadDownload(t, rep, senv, srv.Name, sz.s3Object, runs, nil, func(seed uint64) (time.Duration, time.Duration) {
 				key := fmt.Sprintf("direct/%d", seed)
 				start := time.Now()
 				_, err := core.Client.PutObject(context.Background(), bucket.Bucket, key, newPattern(seed, sz.s3Object), sz.s3Object,

@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"fmt"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -73,23 +72,14 @@ func benchWebhookPublish(t testing.TB, rep *benchReport, env *testEnv, perRun, r
 	}
 	// Each run with the webhook is paired with the run without it next to
 	// it (the one before or after, as the order alternates).
-	mb, mh := median(base), median(hook)
+	mb, mh := medianF(base), medianF(hook)
 	ratios := ratiosOf(hook, base)
-	ratio := median(ratios)
+	ratio := medianF(ratios)
 	rep.add(benchRow{Name: "publish rate, 4 KiB packages, 32 producers, webhook to a blackholed receiver",
 		Ours:     fmt.Sprintf("%.0f /s (%.0f..%.0f)", mh, minOf(hook), maxOf(hook)),
 		Baseline: fmt.Sprintf("%.0f /s (%.0f..%.0f) (same service, no webhook)", mb, minOf(base), maxOf(base)),
 		Ratio:    fmt.Sprintf("%.2f", ratio), Target: ">= 0.90", Verdict: verdict(ratio >= 0.90),
 		Note: fmt.Sprintf("one-request form; median of the ratios of %d alternating runs of %d packages each; ratios %s", runs, perRun, floats(ratios, "%.2f"))})
-}
-
-func median(xs []float64) float64 {
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func minOf(xs []float64) float64 {

@@ -551,7 +551,7 @@ func (s *Store) EventsBefore(ctx context.Context, q EventQuery) ([]Event, uint64
 				continue
 			}
 			if len(needles) > 0 && len(v) > 0 && v[0] == encodingEvent {
-				if typ, ok := eventType(v); ok && !contains(q.Types, typ) {
+				if typ, ok := eventType(v); ok && !slices.Contains(q.Types, typ) {
 					continue
 				}
 			}
@@ -559,7 +559,7 @@ func (s *Store) EventsBefore(ctx context.Context, q EventQuery) ([]Event, uint64
 			if err != nil {
 				return fmt.Errorf("event %d: %w", seq, err)
 			}
-			if len(q.Types) > 0 && !contains(q.Types, e.Type) {
+			if len(q.Types) > 0 && !slices.Contains(q.Types, e.Type) {
 				continue
 			}
 			out = append(out, e)
@@ -572,15 +572,6 @@ func (s *Store) EventsBefore(ctx context.Context, q EventQuery) ([]Event, uint64
 func containsAny(v []byte, needles [][]byte) bool {
 	for _, n := range needles {
 		if bytes.Contains(v, n) {
-			return true
-		}
-	}
-	return false
-}
-
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
 			return true
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"artifactstore/backends/backendtest"
 	"artifactstore/backends/s3"
 	"artifactstore/backends/s3/s3test"
+	"artifactstore/internal/digest"
 )
 
 // partWatch wraps the client's transport and watches the part uploads
@@ -145,76 +146,81 @@ func TestPartsInFlight(t *testing.T) {
 // flight are cancelled, no further part starts, the upload is aborted, and
 // neither an object nor an incomplete upload is left.
 func TestPartFailureAbortsUpload(t *testing.T) {
-	const chunk = 5 << 20
-	for _, srv := range s3test.Servers(t) {
-		if srv.Name != "ceph" {
-			continue // client-side logic; one server (the production target) suffices
+	cephParts(t, func(t *testing.T, srv s3test.Server, cfg s3.Config) {
+		cfg.MultipartPartsInFlight = 3
+		cfg.MaxRetries = 1
+		w := &partWatch{want: 1, failPart: "2"}
+		b, err := s3.NewWithTransport("s3-test", cfg, "fail", slog.New(slog.DiscardHandler), w.wrap)
+		if err != nil {
+			t.Fatal(err)
 		}
-		t.Run(srv.Name, func(t *testing.T) {
-			cfg := srv.NewBucket(t)
-			cfg.MultipartThresholdBytes = chunk
-			cfg.MultipartChunkBytes = chunk
-			cfg.MultipartPartsInFlight = 3
-			cfg.MaxRetries = 1
-			w := &partWatch{want: 1, failPart: "2"}
-			b, err := s3.NewWithTransport("s3-test", cfg, "fail", slog.New(slog.DiscardHandler), w.wrap)
-			if err != nil {
-				t.Fatal(err)
-			}
-			data, d := backendtest.Blob(43, 6*chunk) // six parts
-			err = b.Put(context.Background(), d, int64(len(data)), bytes.NewReader(data))
-			if err == nil || !errors.Is(err, backends.ErrUnavailable) {
-				t.Fatalf("put with a failing part: %v, want an unavailable error", err)
-			}
-			if got := w.started.Load(); got >= 6 {
-				t.Errorf("all %d parts were started after part 2 failed", got)
-			}
-			if w.aborts.Load() != 1 {
-				t.Errorf("%d aborts of the upload, want 1", w.aborts.Load())
-			}
-			if _, err := b.Stat(context.Background(), d); !errors.Is(err, backends.ErrNotFound) {
-				t.Fatalf("after a failed part: stat %v, want not found", err)
-			}
-			if left := s3test.IncompleteUploads(t, srv.Client(t), cfg.Bucket, ""); len(left) > 0 {
-				t.Fatalf("incomplete uploads left: %v", left)
-			}
-		})
-	}
+		data, d := backendtest.Blob(43, 6*partChunk) // six parts
+		err = b.Put(context.Background(), d, int64(len(data)), bytes.NewReader(data))
+		if err == nil || !errors.Is(err, backends.ErrUnavailable) {
+			t.Fatalf("put with a failing part: %v, want an unavailable error", err)
+		}
+		if got := w.started.Load(); got >= 6 {
+			t.Errorf("all %d parts were started after part 2 failed", got)
+		}
+		if w.aborts.Load() != 1 {
+			t.Errorf("%d aborts of the upload, want 1", w.aborts.Load())
+		}
+		assertNothingLeft(t, srv, cfg, b, d)
+	})
 }
 
 // TestPartsInFlightCancel: cancelling the caller's context while parts are
 // in flight stops the upload with the context's error and leaves nothing.
 func TestPartsInFlightCancel(t *testing.T) {
-	const chunk = 5 << 20
+	cephParts(t, func(t *testing.T, srv s3test.Server, cfg s3.Config) {
+		cfg.MultipartPartsInFlight = 2
+		w := &partWatch{want: 1}
+		b, err := s3.NewWithTransport("s3-test", cfg, "cancel", slog.New(slog.DiscardHandler), w.wrap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, d := backendtest.Blob(44, 4*partChunk)
+		ctx, cancel := context.WithCancel(context.Background())
+		// Cancel once the third part has been read from the body.
+		body := &cancelAfter{r: bytes.NewReader(data), n: 2*partChunk + 1, cancel: cancel}
+		err = b.Put(ctx, d, int64(len(data)), body)
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled put: %v, want context.Canceled", err)
+		}
+		assertNothingLeft(t, srv, cfg, b, d)
+	})
+}
+
+// partChunk is the part size (and multipart threshold) of the failure
+// tests: the smallest part S3 takes.
+const partChunk = 5 << 20
+
+// cephParts runs fn on Ceph RGW with a fresh bucket whose uploads go in
+// parts of partChunk: the failure paths are client-side logic, so one
+// server (the production target) suffices.
+func cephParts(t *testing.T, fn func(t *testing.T, srv s3test.Server, cfg s3.Config)) {
 	for _, srv := range s3test.Servers(t) {
 		if srv.Name != "ceph" {
-			continue // client-side logic; one server (the production target) suffices
+			continue
 		}
 		t.Run(srv.Name, func(t *testing.T) {
 			cfg := srv.NewBucket(t)
-			cfg.MultipartThresholdBytes = chunk
-			cfg.MultipartChunkBytes = chunk
-			cfg.MultipartPartsInFlight = 2
-			w := &partWatch{want: 1}
-			b, err := s3.NewWithTransport("s3-test", cfg, "cancel", slog.New(slog.DiscardHandler), w.wrap)
-			if err != nil {
-				t.Fatal(err)
-			}
-			data, d := backendtest.Blob(44, 4*chunk)
-			ctx, cancel := context.WithCancel(context.Background())
-			// Cancel once the third part has been read from the body.
-			body := &cancelAfter{r: bytes.NewReader(data), n: 2*chunk + 1, cancel: cancel}
-			err = b.Put(ctx, d, int64(len(data)), body)
-			if !errors.Is(err, context.Canceled) {
-				t.Fatalf("cancelled put: %v, want context.Canceled", err)
-			}
-			if _, err := b.Stat(context.Background(), d); !errors.Is(err, backends.ErrNotFound) {
-				t.Fatalf("after a cancelled put: stat %v, want not found", err)
-			}
-			if left := s3test.IncompleteUploads(t, srv.Client(t), cfg.Bucket, ""); len(left) > 0 {
-				t.Fatalf("incomplete uploads left: %v", left)
-			}
+			cfg.MultipartThresholdBytes = partChunk
+			cfg.MultipartChunkBytes = partChunk
+			fn(t, srv, cfg)
 		})
+	}
+}
+
+// assertNothingLeft fails unless a failed put left neither the object nor
+// an incomplete upload.
+func assertNothingLeft(t *testing.T, srv s3test.Server, cfg s3.Config, b *s3.Backend, d digest.Digest) {
+	t.Helper()
+	if _, err := b.Stat(context.Background(), d); !errors.Is(err, backends.ErrNotFound) {
+		t.Fatalf("after a failed put: stat %v, want not found", err)
+	}
+	if left := s3test.IncompleteUploads(t, srv.Client(t), cfg.Bucket, ""); len(left) > 0 {
+		t.Fatalf("incomplete uploads left: %v", left)
 	}
 }
 

@@ -3,7 +3,6 @@ package web
 import (
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,15 +19,11 @@ type httpMetrics struct {
 
 	// series caches the four series of a (route, method, code), so a
 	// request does not hash its labels four times (a HEAD costs a few
-	// microseconds in all). The key space is bounded by maxSeriesCached;
-	// past it, series are looked up by their labels as before.
-	series       sync.Map // seriesKey -> *routeSeries
-	seriesCached atomic.Int64
+	// microseconds in all). It holds one entry per series the vectors
+	// hold anyway: routes are patterns, methods are bounded by
+	// methodLabel and codes are the server's.
+	series sync.Map // seriesKey -> *routeSeries
 }
-
-// maxSeriesCached bounds the series cache: routes are patterns, but the
-// method is whatever a client sends.
-const maxSeriesCached = 1024
 
 type seriesKey struct {
 	route, method string
@@ -86,11 +81,7 @@ func (m *httpMetrics) observe(route, method string, code int, in, out int64, d t
 			received: m.received.WithLabelValues(route),
 			sent:     m.sent.WithLabelValues(route),
 		}
-		if m.seriesCached.Load() < maxSeriesCached {
-			if _, loaded := m.series.LoadOrStore(k, rs); !loaded {
-				m.seriesCached.Add(1)
-			}
-		}
+		m.series.Store(k, rs)
 	}
 	rs.requests.Inc()
 	rs.duration.Observe(d.Seconds())

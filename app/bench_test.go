@@ -43,8 +43,14 @@ import (
 
 type benchSizes struct {
 	upload, s3Object, verifyTotal, rssUpload int64
-	// publishes is per round of the publish-rate measurement (3 rounds).
-	publishes int
+	// publishes is per round of the publish-rate measurement, in
+	// publishRounds rounds.
+	publishes, publishRounds int
+	// transferRuns is how many interleaved runs each transfer row (upload
+	// and download of one large object) takes the median of: more than
+	// the other rows, because a transfer run lasts seconds and its ratio
+	// swings most from run to run on this machine.
+	transferRuns int
 	// scaleLocal and scaleS3 are the packages (each with its own object)
 	// of the store-at-scale datasets on local and on Ceph RGW.
 	scaleLocal, scaleS3 int
@@ -53,8 +59,8 @@ type benchSizes struct {
 	migrateSize    int64
 }
 
-var fullSizes = benchSizes{upload: 1 << 30, s3Object: 256 << 20, verifyTotal: 1 << 30, rssUpload: 10 << 30, publishes: 3000, scaleLocal: 1_000_000, scaleS3: 100_000, migrateObjects: 200, migrateSize: 1 << 20}
-var smokeSizes = benchSizes{upload: 8 << 20, s3Object: 8 << 20, verifyTotal: 16 << 20, rssUpload: 32 << 20, publishes: 100, scaleLocal: 2000, scaleS3: 300, migrateObjects: 20, migrateSize: 16 << 10}
+var fullSizes = benchSizes{upload: 1 << 30, s3Object: 256 << 20, verifyTotal: 1 << 30, rssUpload: 10 << 30, publishes: 3000, publishRounds: 5, transferRuns: 5, scaleLocal: 1_000_000, scaleS3: 100_000, migrateObjects: 200, migrateSize: 1 << 20}
+var smokeSizes = benchSizes{upload: 8 << 20, s3Object: 8 << 20, verifyTotal: 16 << 20, rssUpload: 32 << 20, publishes: 100, publishRounds: 3, transferRuns: 1, scaleLocal: 2000, scaleS3: 300, migrateObjects: 20, migrateSize: 16 << 10}
 
 // benchRow is one line of the report.
 type benchRow struct {
@@ -242,7 +248,7 @@ func benchUploadDownload(t testing.TB, rep *benchReport, env *testEnv, label str
 	}
 	ctx := context.Background()
 	var ours, base, oursDown, baseDown []time.Duration
-	// The side that goes first alternates (ours in runs 1 and 3), so
+	// The side that goes first alternates (ours in the odd-numbered runs), so
 	// neither side always meets the machine right after the other's work.
 	for i := 0; i < runs; i++ {
 		seed := uint64(time.Now().UnixNano())
@@ -385,7 +391,7 @@ func runBenchmarks(t testing.TB, sz benchSizes, rep *benchReport, runs int) {
 		env := startService(t, benchLocalYAML(pdir, ""))
 		defer env.stop()
 		base := baselineServer(t, pdir)
-		benchUploadDownload(t, rep, env, "local", sz.upload, runs, func() { dropPageCache(t, pdir) }, func(seed uint64) (time.Duration, time.Duration) {
+		benchUploadDownload(t, rep, env, "local", sz.upload, sz.transferRuns, func() { dropPageCache(t, pdir) }, func(seed uint64) (time.Duration, time.Duration) {
 			u := timedPUT(t, base+"/up", "", newPattern(seed, sz.upload), sz.upload)
 			d := timedGET(t, base+"/down", "", sz.upload)
 			return u, d
@@ -401,7 +407,7 @@ func runBenchmarks(t testing.TB, sz benchSizes, rep *benchReport, runs int) {
 			senv := startService(t, s3cfg)
 			defer senv.stop()
 			core := srv.Client(t)
-			benchUploadDownload(t, rep, senv, srv.Name, sz.s3Object, runs, nil, func(seed uint64) (time.Duration, time.Duration) {
+			benchUploadDownload(t, rep, senv, srv.Name, sz.s3Object, sz.transferRuns, nil, func(seed uint64) (time.Duration, time.Duration) {
 				key := fmt.Sprintf("direct/%d", seed)
 				start := time.Now()
 				_, err := core.Client.PutObject(context.Background(), bucket.Bucket, key, newPattern(seed, sz.s3Object), sz.s3Object,
@@ -445,7 +451,7 @@ func runBenchmarks(t testing.TB, sz benchSizes, rep *benchReport, runs int) {
 	phase("publish rate", func(t testing.TB) {
 		env := startService(t, benchLocalYAML(filepath.Join(dir, "publish"), ""))
 		defer env.stop()
-		benchPublishRate(t, rep, env, sz.publishes)
+		benchPublishRate(t, rep, env, sz.publishes, sz.publishRounds)
 	})
 	phase("publish rate with a webhook", func(t testing.TB) {
 		env := startService(t, benchLocalYAML(filepath.Join(dir, "webhook"), ""))
@@ -587,8 +593,8 @@ func benchVerify(t testing.TB, rep *benchReport, env *testEnv, total int64, runs
 // through both protocols, against the storage floor, in 3 interleaved
 // rounds of total packages each, and reports the median rate with every
 // round's rate and the p99 latency of one publish.
-func benchPublishRate(t testing.TB, rep *benchReport, env *testEnv, total int) {
-	const producers, rounds = 32, 3
+func benchPublishRate(t testing.TB, rep *benchReport, env *testEnv, total, rounds int) {
+	const producers = 32
 	var failed atomic.Int64
 	// run publishes total items with fn from 32 goroutines and returns the
 	// wall time and every item's latency.

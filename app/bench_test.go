@@ -590,9 +590,10 @@ func benchVerify(t testing.TB, rep *benchReport, env *testEnv, total int64, runs
 }
 
 // benchPublishRate publishes 4 KiB single-file packages from 32 producers
-// through both protocols, against the storage floor, in 3 interleaved
-// rounds of total packages each, and reports the median rate with every
-// round's rate and the p99 latency of one publish.
+// through both protocols, against the storage floor, in the given number
+// of interleaved rounds of total packages each, and reports the median
+// sustained rate (until the packages' manifest records are written) with
+// every round's rate and the p99 latency of one publish.
 func benchPublishRate(t testing.TB, rep *benchReport, env *testEnv, total, rounds int) {
 	const producers = 32
 	var failed atomic.Int64

@@ -150,7 +150,7 @@ func benchDirectDownloads(t testing.TB, rep *benchReport, dir string, srv s3test
 		conc, conc, size>>20, gb, srv.Name, runs, floats(pairs.ratios(), "%.2f"), rates(total, walls(redirected)), rates(total, walls(proxied)))
 	rep.add(benchRow{Name: fmt.Sprintf("concurrent downloads, %s, redirect vs proxy", srv.Name),
 		Ours: fmt.Sprintf("%.0f MB/s", mbps(total, mr)), Baseline: fmt.Sprintf("%.0f MB/s (same service proxying)", mbps(total, mp)),
-		Ratio: fmt.Sprintf("%.2f", ratio), Target: ">= 1.00", Verdict: verdict(ratio >= 1), Note: note})
+		Ratio: ratioText(ratio), Target: ">= 1.00", Verdict: verdict(ratio >= 1), Note: note})
 	cr, cp := medianF(cpuPerGB(redirected)), medianF(cpuPerGB(proxied))
 	rep.add(benchRow{Name: fmt.Sprintf("service CPU per GB served, %s, redirect vs proxy", srv.Name),
 		Ours: fmt.Sprintf("%.3f CPU-s/GB", cr), Baseline: fmt.Sprintf("%.3f CPU-s/GB (proxying)", cp),

@@ -141,7 +141,7 @@ func benchMigrate(t testing.TB, rep *benchReport, dir string, srv s3test.Server,
 	med := runsOf.ratio()
 	rep.add(benchRow{Name: "storage migration, ceph -> local", Ours: fmt.Sprintf("%.1f MB/s", mbps(total, medianD(runsOf.ours))),
 		Baseline: fmt.Sprintf("%.1f MB/s (GetObject piped to the local backend's Put)", mbps(total, medianD(runsOf.base))),
-		Ratio:    fmt.Sprintf("%.2f", med), Target: ">= 0.80", Verdict: verdict(med >= 0.8),
+		Ratio:    ratioText(med), Target: ">= 0.80", Verdict: verdict(med >= 0.8),
 		Note: fmt.Sprintf("%d objects of %d KiB per run, concurrency %d both sides; ours also reads each copy back and records it; %s", objects, size>>10, conc, runsOf.spread(total))})
 }
 

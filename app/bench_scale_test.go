@@ -759,7 +759,7 @@ func benchHead(t testing.TB, rep *benchReport, e *scaleEnv, n int, note string, 
 	ratios := ratiosOf(ours, base)
 	ratio := medianF(ratios)
 	rep.add(benchRow{Name: "HEAD of a blob, 32 connections, local", Ours: fmt.Sprintf("%.0f /s", mo), Baseline: fmt.Sprintf("%.0f /s (bare HTTP server answering HEAD with os.Stat)", mb),
-		Ratio: fmt.Sprintf("%.2f", ratio), Target: ">= 0.70", Verdict: verdict(ratio >= 0.7),
+		Ratio: ratioText(ratio), Target: ">= 0.70", Verdict: verdict(ratio >= 0.7),
 		Note: fmt.Sprintf("%s; median of the ratios of 3 interleaved rounds of %d HEADs; ratios %s; ours %s /s, bare %s /s; ours checks the bearer token", note, total, floats(ratios, "%.2f"), floats(ours, "%.0f"), floats(base, "%.0f"))})
 }
 

@@ -89,6 +89,14 @@ func (r *benchReport) add(row benchRow) {
 
 func mbps(bytes int64, d time.Duration) float64 { return float64(bytes) / d.Seconds() / 1e6 }
 
+// ratioText prints a ratio judged against a two-decimal target with two
+// decimals, cut rather than rounded: the printed figure is never above the
+// one judged, so a row never shows 0.90 next to NOT met for ">= 0.90"
+// (a median of 0.898 prints 0.89).
+func ratioText(x float64) string {
+	return fmt.Sprintf("%.2f", math.Floor(x*100+1e-9)/100)
+}
+
 func verdict(ok bool) string {
 	if ok {
 		return "met"
@@ -283,7 +291,7 @@ func benchUploadDownload(t testing.TB, rep *benchReport, env *testEnv, label str
 		p := pairedRuns{ours: o, base: b}
 		ratio := p.ratio()
 		rep.add(benchRow{Name: name, Ours: fmt.Sprintf("%.0f MB/s", mbps(size, medianD(o))), Baseline: fmt.Sprintf("%.0f MB/s (%s)", mbps(size, medianD(b)), baseName),
-			Ratio: fmt.Sprintf("%.2f", ratio), Target: fmt.Sprintf(">= %.2f", target), Verdict: verdict(ratio >= target),
+			Ratio: ratioText(ratio), Target: fmt.Sprintf(">= %.2f", target), Verdict: verdict(ratio >= target),
 			Note: fmt.Sprintf("%d MiB, %s", size>>20, p.spread(size))})
 	}
 	switch label {
@@ -578,7 +586,7 @@ func benchVerify(t testing.TB, rep *benchReport, env *testEnv, total int64, runs
 	add := func(name string, ours, base []float64, baseName string, target float64, extra string) {
 		ratio := medianF(ratiosOf(ours, base))
 		rep.add(benchRow{Name: name, Ours: fmt.Sprintf("%.0f MB/s", medianF(ours)/1e6),
-			Baseline: fmt.Sprintf("%.0f MB/s (%s)", medianF(base)/1e6, baseName), Ratio: fmt.Sprintf("%.2f", ratio),
+			Baseline: fmt.Sprintf("%.0f MB/s (%s)", medianF(base)/1e6, baseName), Ratio: ratioText(ratio),
 			Target: fmt.Sprintf(">= %.2f", target), Verdict: verdict(ratio >= target),
 			Note: fmt.Sprintf("%s; ratios %s; ours %s MB/s, baseline %s MB/s%s", note, floats(ratiosOf(ours, base), "%.2f"), mbs(ours), mbs(base), extra)})
 	}
@@ -1054,6 +1062,23 @@ func TestBenchReportCheck(t *testing.T) {
 		if err := checkReport(r); err == nil {
 			t.Fatalf("ratio %q passed", bad)
 		}
+	}
+}
+
+// TestRatioText: a ratio judged against a two-decimal target never prints
+// above what was judged, so the table cannot show the target's figure
+// next to NOT met.
+func TestRatioText(t *testing.T) {
+	for x, want := range map[float64]string{0.898: "0.89", 0.8999999: "0.89", 0.9: "0.90", 0.7: "0.70", 1: "1.00", 1.0049: "1.00", 0.29: "0.29", 383.4: "383.40"} {
+		if got := ratioText(x); got != want {
+			t.Errorf("ratioText(%v) = %s, want %s", x, got, want)
+		}
+		if v, _ := strconv.ParseFloat(ratioText(x), 64); v > x {
+			t.Errorf("ratioText(%v) = %s prints more than the ratio", x, ratioText(x))
+		}
+	}
+	if got := ratioText(math.NaN()); got != "NaN" {
+		t.Errorf("ratioText(NaN) = %s: the report check must still see a ratio that is not a number", got)
 	}
 }
 

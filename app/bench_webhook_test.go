@@ -78,7 +78,7 @@ func benchWebhookPublish(t testing.TB, rep *benchReport, env *testEnv, perRun, r
 	rep.add(benchRow{Name: "publish rate, 4 KiB packages, 32 producers, webhook to a blackholed receiver",
 		Ours:     fmt.Sprintf("%.0f /s (%.0f..%.0f)", mh, minOf(hook), maxOf(hook)),
 		Baseline: fmt.Sprintf("%.0f /s (%.0f..%.0f) (same service, no webhook)", mb, minOf(base), maxOf(base)),
-		Ratio:    fmt.Sprintf("%.2f", ratio), Target: ">= 0.90", Verdict: verdict(ratio >= 0.90),
+		Ratio:    ratioText(ratio), Target: ">= 0.90", Verdict: verdict(ratio >= 0.90),
 		Note: fmt.Sprintf("one-request form; median of the ratios of %d alternating runs of %d packages each; ratios %s", runs, perRun, floats(ratios, "%.2f"))})
 }
 

@@ -597,6 +597,27 @@ func benchVerify(t testing.TB, rep *benchReport, env *testEnv, total int64, runs
 	add("deep verification, concurrency 2, vs sha256 on 2 goroutines", ours2, raw2, "sha256 of the same files, 2 goroutines taking the next file", 0.90, "")
 }
 
+// waitRecords waits until the record worker has written the manifest
+// records of every package published so far (at most 5 minutes). A
+// publish run starts and ends with it, so its own records count in its
+// time and none are left to the next run.
+func waitRecords(t testing.TB, env *testEnv) {
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		n, err := env.svc.Store.RecordsPendingCount(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d manifest records still pending after 5 minutes", n)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
 // benchPublishRate publishes 4 KiB single-file packages from 32 producers
 // through both protocols, against the storage floor, in the given number
 // of interleaved rounds of total packages each, and reports the median
@@ -679,25 +700,9 @@ func benchPublishRate(t testing.TB, rep *benchReport, env *testEnv, total, round
 			return db.Batch(func(tx *bolt.Tx) error { return tx.Bucket([]byte("b")).Put([]byte(p), []byte("x")) })
 		}
 	}
-	// drained waits until the record worker has written the manifest
-	// records of every package published so far, so no measured run
-	// (floor or ours) shares the device with the previous run's tail.
-	drained := func() {
-		deadline := time.Now().Add(5 * time.Minute)
-		for {
-			n, err := env.svc.Store.RecordsPendingCount(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if n == 0 {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%d manifest records still pending after 5 minutes", n)
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
-	}
+	// drained: no measured run (floor or ours) shares the device with the
+	// previous run's tail of records.
+	drained := func() { waitRecords(t, env) }
 	// createCost is the mean wall time of creating one empty file in a new
 	// directory, measured before every round. On ext4 without a journal
 	// (this machine's root file system) it grows about ten-fold after many

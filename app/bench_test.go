@@ -44,7 +44,8 @@ import (
 type benchSizes struct {
 	upload, s3Object, verifyTotal, rssUpload int64
 	// publishes is per round of the publish-rate measurement, in
-	// publishRounds rounds.
+	// publishRounds rounds; the webhook row takes as many runs of as many
+	// packages on each side.
 	publishes, publishRounds int
 	// transferRuns is how many interleaved runs each transfer row (upload
 	// and download of one large object) takes the median of: more than
@@ -464,7 +465,7 @@ func runBenchmarks(t testing.TB, sz benchSizes, rep *benchReport, runs int) {
 	phase("publish rate with a webhook", func(t testing.TB) {
 		env := startService(t, benchLocalYAML(filepath.Join(dir, "webhook"), ""))
 		defer env.stop()
-		benchWebhookPublish(t, rep, env, sz.publishes/3, runs)
+		benchWebhookPublish(t, rep, env, sz.publishes, sz.publishRounds)
 	})
 	// 6. The store at scale: a million packages with distinct objects on
 	// local, and a tenth of that on Ceph RGW.

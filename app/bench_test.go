@@ -701,9 +701,6 @@ func benchPublishRate(t testing.TB, rep *benchReport, env *testEnv, total, round
 			return db.Batch(func(tx *bolt.Tx) error { return tx.Bucket([]byte("b")).Put([]byte(p), []byte("x")) })
 		}
 	}
-	// drained: no measured run (floor or ours) shares the device with the
-	// previous run's tail of records.
-	drained := func() { waitRecords(t, env) }
 	// createCost is the mean wall time of creating one empty file in a new
 	// directory, measured before every round. On ext4 without a journal
 	// (this machine's root file system) it grows about ten-fold after many
@@ -739,18 +736,19 @@ func benchPublishRate(t testing.TB, rep *benchReport, env *testEnv, total, round
 		if err != nil {
 			t.Fatal(err)
 		}
-		drained()
+		waitRecords(t, env)
 		return float64(total) / time.Since(start).Seconds(), float64(total) / d.Seconds(), pending, lat
 	}
 	var stagedRates, formRates, floorRates, stagedReplies, formReplies []float64
 	var stagedLat, formLat []time.Duration
 	var creates, stagedPending, formPending []string
 	for r := 0; r < rounds; r++ {
-		drained()
+		// No measured run (the floor or ours) shares the device with a
+		// tail of records (sustained leaves none; the floor writes none).
+		waitRecords(t, env)
 		creates = append(creates, fmt.Sprintf("%.0f", float64(createCost())/float64(time.Microsecond)))
 		d, _ := run(floor(r))
 		floorRates = append(floorRates, float64(total)/d.Seconds())
-		drained()
 		rate, replies, pending, lat := sustained(staged(r))
 		stagedRates, stagedReplies, stagedLat = append(stagedRates, rate), append(stagedReplies, replies), append(stagedLat, lat...)
 		stagedPending = append(stagedPending, strconv.Itoa(pending))

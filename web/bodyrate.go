@@ -42,6 +42,16 @@ type countingBody struct {
 	eof          bool          // the body has ended; later reads touch no deadline
 }
 
+// newCountingBody wraps r's body. A request without a body (net/http
+// gives it http.NoBody) counts as ended from the start: net/http watches
+// its connection with a background read from the first moment, and a
+// read deadline set by a read of the empty body would time that read out
+// once the handler works longer than the deadline.
+func newCountingBody(w http.ResponseWriter, r *http.Request, idle time.Duration, minRate int64, window time.Duration) *countingBody {
+	return &countingBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: idle,
+		minRate: minRate, window: window, eof: r.Body == nil || r.Body == http.NoBody}
+}
+
 // slowBodyError is why a body was cut off. It says nothing about the
 // connection (addresses) since it is shown to the client.
 type slowBodyError struct {
@@ -95,10 +105,14 @@ func (c *countingBody) Read(p []byte) (int, error) {
 		}
 	}
 	c.waitingSince = now
-	c.mu.Unlock()
+	// The deadline is set under c.mu: a cut (cutIfLagging, on another
+	// goroutine) either comes first, and this read then finds its
+	// deadline in the past, or after, and puts it there; it can never be
+	// overwritten by a deadline computed before it.
 	if c.rc != nil && !deadline.IsZero() {
 		c.rc.SetReadDeadline(deadline)
 	}
+	c.mu.Unlock()
 	n, err := c.ReadCloser.Read(p)
 	after := time.Now()
 
@@ -113,6 +127,9 @@ func (c *countingBody) Read(p []byte) (int, error) {
 	c.waited += after.Sub(now)
 	if c.cut != nil { // cut off by the upload slots while we waited
 		return n, c.cut
+	}
+	if c.eof {
+		return n, err // the whole body arrived: no rate left to enforce
 	}
 	var ne net.Error
 	timedOut := err != nil && errors.As(err, &ne) && ne.Timeout()
@@ -135,12 +152,19 @@ func (c *countingBody) Read(p []byte) (int, error) {
 }
 
 // cutOff records why the body ends and stops further reads at once; the
-// caller holds c.mu.
+// caller holds c.mu. A read blocked on the client is woken by moving the
+// connection's read deadline into the past, which also keeps net/http
+// from lingering on the rest of the body after the handler. Never once
+// the body has ended: net/http then watches the connection with a
+// background read, and a deadline would time it out and cancel the
+// connection's context. (A cut racing the last bytes of a body can still
+// do that; failBody answers every cut request with Connection: close, so
+// such a connection serves no later request.)
 func (c *countingBody) cutOff(why error) {
 	if c.cut == nil {
 		c.cut = why
 	}
-	if c.rc != nil {
+	if c.rc != nil && !c.eof {
 		c.rc.SetReadDeadline(time.Unix(1, 0))
 	}
 }

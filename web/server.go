@@ -198,8 +198,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = r.WithContext(logctx.With(r.Context(), log))
 	w.Header().Set("X-Request-Id", id)
 	rw := &recorder{ResponseWriter: w, status: http.StatusOK}
-	body := &countingBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: s.opts.BodyReadTimeout,
-		minRate: s.opts.MinBodyRate, window: s.opts.BodyRateWindow}
+	body := newCountingBody(w, r, s.opts.BodyReadTimeout, s.opts.MinBodyRate, s.opts.BodyRateWindow)
 	r.Body = body
 	s.metrics.inFlight.Inc()
 	if !cleanPath(r.URL.Path) {

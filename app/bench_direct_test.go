@@ -7,9 +7,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -170,6 +172,45 @@ func procCPU(t testing.TB, pid int) time.Duration {
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// cpuUse is CPU time spent so far, or over an interval: by this process
+// (getrusage, microseconds) and by the storage server's processes (/proc,
+// 10 ms ticks).
+type cpuUse struct{ self, server time.Duration }
+
+func cpuNow(t testing.TB, serverPIDs []int) cpuUse {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	u := cpuUse{self: time.Duration(ru.Utime.Nano() + ru.Stime.Nano())}
+	for _, pid := range serverPIDs {
+		u.server += procCPU(t, pid)
+	}
+	return u
+}
+
+func (u cpuUse) sub(v cpuUse) cpuUse { return cpuUse{u.self - v.self, u.server - v.server} }
+
+// serverPIDs finds the processes of the S3 server named (as s3test names
+// it) by their command names: versitygw; Ceph RGW with its OSD and
+// monitor. None for another server (its CPU is then not reported).
+func serverPIDs(name string) []int {
+	comms := map[string][]string{"versitygw": {"versitygw"}, "ceph": {"radosgw", "ceph-osd", "ceph-mon"}}[name]
+	var pids []int
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + d.Name() + "/comm")
+		if err == nil && slices.Contains(comms, strings.TrimSpace(string(b))) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // benchDirect runs benchDirectDownloads on srv (Ceph RGW): 8 concurrent

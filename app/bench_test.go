@@ -251,20 +251,26 @@ func timedGET(t testing.TB, url, token string, want int64) time.Duration {
 //
 // settle, if not nil, runs before each upload of either side (see
 // dropPageCache).
-func benchUploadDownload(t testing.TB, rep *benchReport, env *testEnv, label string, size int64, runs int, settle func(), direct func(seed uint64) (time.Duration, time.Duration)) {
+//
+// direct returns its upload's and download's times and what its download
+// cost in CPU (cpuNow before and after it, with the same storage server
+// processes as serverPIDs, which ours' download is charged with too).
+func benchUploadDownload(t testing.TB, rep *benchReport, env *testEnv, label string, size int64, runs int, settle func(), serverPIDs []int, direct func(seed uint64) (time.Duration, time.Duration, cpuUse)) {
 	if settle == nil {
 		settle = func() {}
 	}
 	ctx := context.Background()
 	var ours, base, oursDown, baseDown []time.Duration
+	var oursCPU, baseCPU []cpuUse
 	// The side that goes first alternates (ours in the odd-numbered runs), so
 	// neither side always meets the machine right after the other's work.
 	for i := 0; i < runs; i++ {
 		seed := uint64(time.Now().UnixNano())
 		var bu, bd time.Duration
+		var bc cpuUse
 		if i%2 == 1 {
 			settle()
-			bu, bd = direct(seed)
+			bu, bd, bc = direct(seed)
 		}
 		sum := patternSHA(seed, size)
 		br, err := env.c.Begin(ctx, client.Manifest{Name: "bench-" + label, Version: fmt.Sprint(seed), Producer: "bench", RetentionClass: "bench",
@@ -277,34 +283,59 @@ func benchUploadDownload(t testing.TB, rep *benchReport, env *testEnv, label str
 		if _, _, err := env.c.Commit(ctx, br.UploadID); err != nil {
 			t.Fatal(err)
 		}
+		c0 := cpuNow(t, serverPIDs)
 		dd := timedGET(t, env.url+client.FilePath("bench-"+label, fmt.Sprint(seed), "big.bin"), env.token, size)
+		oc := cpuNow(t, serverPIDs).sub(c0)
 		if i%2 == 0 {
 			settle()
-			bu, bd = direct(seed)
+			bu, bd, bc = direct(seed)
 		}
 		ours, oursDown = append(ours, d), append(oursDown, dd)
 		base, baseDown = append(base, bu), append(baseDown, bd)
+		oursCPU, baseCPU = append(oursCPU, oc), append(baseCPU, bc)
+	}
+	// Where a download's CPU goes: on 2 cores a proxy that hashes every
+	// byte competes with the client and the storage server for them.
+	gb := float64(size) / 1e9
+	perGB := func(us []cpuUse, server bool) float64 {
+		v := make([]float64, len(us))
+		for i, u := range us {
+			v[i] = u.self.Seconds() / gb
+			if server {
+				v[i] = u.server.Seconds() / gb
+			}
+		}
+		return medianF(v)
+	}
+	baseWho := "the baseline's server and client (in this process too)"
+	if label != "local" {
+		baseWho = "the direct client"
+	}
+	cpuNote := fmt.Sprintf("; CPU-s per GB downloaded (medians): the service and its client (this process) %.2f, %s %.2f",
+		perGB(oursCPU, false), baseWho, perGB(baseCPU, false))
+	if len(serverPIDs) > 0 {
+		cpuNote += fmt.Sprintf("; the storage server's %.2f under ours, %.2f under the baseline", perGB(oursCPU, true), perGB(baseCPU, true))
 	}
 	// Each run of ours is paired with the baseline run next to it (same
 	// machine state), so the ratio is the median of the per-run ratios,
 	// as in every other paired row; the rates are the medians of each side.
-	row := func(name, baseName string, o, b []time.Duration, target float64) {
+	row := func(name, baseName string, o, b []time.Duration, target float64, extra string) {
 		p := pairedRuns{ours: o, base: b}
 		ratio := p.ratio()
 		rep.add(benchRow{Name: name, Ours: fmt.Sprintf("%.0f MB/s", mbps(size, medianD(o))), Baseline: fmt.Sprintf("%.0f MB/s (%s)", mbps(size, medianD(b)), baseName),
 			Ratio: ratioText(ratio), Target: fmt.Sprintf(">= %.2f", target), Verdict: verdict(ratio >= target),
-			Note: fmt.Sprintf("%d MiB, %s", size>>20, p.spread(size))})
+			Note: fmt.Sprintf("%d MiB, %s%s", size>>20, p.spread(size), extra)})
 	}
 	switch label {
 	case "local":
-		row("upload, local", "HTTP receive + sha256 + write + fsync, one after another", ours, base, 1.10)
-		row("download, local", "http.ServeContent of the same file", oursDown, baseDown, 0.90)
+		row("upload, local", "HTTP receive + sha256 + write + fsync, one after another", ours, base, 1.10, "")
+		row("download, local", "http.ServeContent of the same file", oursDown, baseDown, 0.90, cpuNote)
 	default:
 		// The baseline's reader has no ReadAt, so the client library sends
 		// its 16 MiB parts one at a time; ours sends the same parts
 		// 2 at once (the default parts-in-flight setting).
-		row("upload, "+label, "direct S3 client PutObject, 16 MiB parts one at a time; ours 16 MiB parts, 2 in flight", ours, base, 0.90)
-		row("download, "+label, "direct S3 client GetObject read through a 1 MiB buffer", oursDown, baseDown, 0.90)
+		row("upload, "+label, "direct S3 client PutObject, 16 MiB parts one at a time; ours 16 MiB parts, 2 in flight", ours, base, 0.90, "")
+		row("download, "+label, "direct S3 client GetObject read through a 1 MiB buffer", oursDown, baseDown, 0.90, cpuNote)
 	}
 }
 
@@ -400,10 +431,11 @@ func runBenchmarks(t testing.TB, sz benchSizes, rep *benchReport, runs int) {
 		env := startService(t, benchLocalYAML(pdir, ""))
 		defer env.stop()
 		base := baselineServer(t, pdir)
-		benchUploadDownload(t, rep, env, "local", sz.upload, sz.transferRuns, func() { dropPageCache(t, pdir) }, func(seed uint64) (time.Duration, time.Duration) {
+		benchUploadDownload(t, rep, env, "local", sz.upload, sz.transferRuns, func() { dropPageCache(t, pdir) }, nil, func(seed uint64) (time.Duration, time.Duration, cpuUse) {
 			u := timedPUT(t, base+"/up", "", newPattern(seed, sz.upload), sz.upload)
+			c0 := cpuNow(t, nil)
 			d := timedGET(t, base+"/down", "", sz.upload)
-			return u, d
+			return u, d, cpuNow(t, nil).sub(c0)
 		})
 	})
 	// 3. S3: versitygw and Ceph RGW, through artifactstore vs direct.
@@ -416,7 +448,8 @@ func runBenchmarks(t testing.TB, sz benchSizes, rep *benchReport, runs int) {
 			senv := startService(t, s3cfg)
 			defer senv.stop()
 			core := srv.Client(t)
-			benchUploadDownload(t, rep, senv, srv.Name, sz.s3Object, sz.transferRuns, nil, func(seed uint64) (time.Duration, time.Duration) {
+			pids := serverPIDs(srv.Name)
+			benchUploadDownload(t, rep, senv, srv.Name, sz.s3Object, sz.transferRuns, nil, pids, func(seed uint64) (time.Duration, time.Duration, cpuUse) {
 				key := fmt.Sprintf("direct/%d", seed)
 				start := time.Now()
 				_, err := core.Client.PutObject(context.Background(), bucket.Bucket, key, newPattern(seed, sz.s3Object), sz.s3Object,
@@ -425,6 +458,7 @@ func runBenchmarks(t testing.TB, sz benchSizes, rep *benchReport, runs int) {
 					t.Fatal(err)
 				}
 				u := time.Since(start)
+				c0 := cpuNow(t, pids)
 				start = time.Now()
 				obj, err := core.Client.GetObject(context.Background(), bucket.Bucket, key, minio.GetObjectOptions{})
 				if err != nil {
@@ -437,8 +471,9 @@ func runBenchmarks(t testing.TB, sz benchSizes, rep *benchReport, runs int) {
 				}
 				obj.Close()
 				d := time.Since(start)
+				c := cpuNow(t, pids).sub(c0)
 				core.RemoveObject(context.Background(), bucket.Bucket, key, minio.RemoveObjectOptions{})
-				return u, d
+				return u, d, c
 			})
 		})
 	}

@@ -158,8 +158,8 @@ func (c *countingBody) Read(p []byte) (int, error) {
 // the body has ended: net/http then watches the connection with a
 // background read, and a deadline would time it out and cancel the
 // connection's context. (A cut racing the last bytes of a body can still
-// do that; failBody answers every cut request with Connection: close, so
-// such a connection serves no later request.)
+// do that; the answer to a request whose body was cut closes its
+// connection, recorder.closeIfCut, so no later request inherits it.)
 func (c *countingBody) cutOff(why error) {
 	if c.cut == nil {
 		c.cut = why
@@ -167,6 +167,13 @@ func (c *countingBody) cutOff(why error) {
 	if c.rc != nil && !c.eof {
 		c.rc.SetReadDeadline(time.Unix(1, 0))
 	}
+}
+
+// wasCut reports whether the body was cut off.
+func (c *countingBody) wasCut() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cut != nil
 }
 
 // bytesRead returns the body bytes read so far.

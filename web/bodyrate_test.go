@@ -93,48 +93,55 @@ func TestBodylessRequestKeepsItsContext(t *testing.T) {
 // TestCutRacingTheBodysEndClosesItsConnection: a cut (an upload slot
 // taken over) that lands while the last read is in flight, after net/http
 // saw the body end and started its background read, times that read out
-// and cancels the connection's context. The request is answered 408 with
-// Connection: close, so no later request inherits the cancelled context.
-// The interleaving is set up by hand: the body is read to its end under
-// a countingBody that says a read is in flight.
+// and cancels the connection's context. The answer closes the connection,
+// whatever the handler made of the cut (here the S3 backend's case: its
+// reader checks the context first, and the upload fails "cancelled", 503),
+// so no later request inherits the cancelled context. The interleaving is
+// set up by hand: the body is read to its end under a countingBody that
+// says a read is in flight.
 func TestCutRacingTheBodysEndClosesItsConnection(t *testing.T) {
-	s := New(nil, Options{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet {
-			if err := r.Context().Err(); err != nil {
-				http.Error(w, "started cancelled: "+err.Error(), http.StatusInternalServerError)
-				return
-			}
-			io.WriteString(w, "fine")
+	s := New(nil, Options{MinBodyRate: 1024, BodyRateWindow: time.Second})
+	s.Handle("GET /next", ScopeOpen, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := r.Context().Err(); err != nil {
+			http.Error(w, "started cancelled: "+err.Error(), http.StatusInternalServerError)
 			return
 		}
-		body := newCountingBody(w, r, 10*time.Second, 1024, time.Second)
+		io.WriteString(w, "fine")
+	}))
+	s.Handle("PUT /upload", ScopeOpen, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body := r.Body.(*countingBody)
+		inner := body.ReadCloser
 		body.mu.Lock()
 		body.waitingSince = time.Now().Add(-time.Second) // a read blocked for 1s, delivering nothing
 		body.mu.Unlock()
-		io.Copy(io.Discard, r.Body) // ... whose inner read reaches the end: the background read starts
+		io.Copy(io.Discard, inner) // ... whose inner read reaches the end: the background read starts
 		if !body.cutIfLagging(0) {
 			t.Error("the lagging body was not cut")
 		}
 		body.mu.Lock()
 		body.waitingSince = time.Time{}
 		body.mu.Unlock()
-		time.Sleep(50 * time.Millisecond) // the background read times out
-		_, err := body.Read(make([]byte, 1))
-		s.fail(w, r, &bodyReadError{err})
+		select {
+		case <-r.Context().Done(): // the background read timed out
+		case <-time.After(5 * time.Second):
+			t.Error("the connection's context was not cancelled: the test no longer sets up the race")
+		}
+		s.fail(w, r, r.Context().Err())
 	}))
+	srv := httptest.NewServer(s)
 	defer srv.Close()
 	for i := 0; i < 3; i++ {
-		resp, err := http.Post(srv.URL, "application/octet-stream", strings.NewReader("all of it"))
+		req, _ := http.NewRequest(http.MethodPut, srv.URL+"/upload", strings.NewReader("all of it"))
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusRequestTimeout || !resp.Close {
-			t.Fatalf("cut request: %d close=%v %q; want 408 with Connection: close", resp.StatusCode, resp.Close, b)
+		if resp.StatusCode != http.StatusServiceUnavailable || !resp.Close {
+			t.Fatalf("cut request: %d close=%v %q; want 503 cancelled with Connection: close", resp.StatusCode, resp.Close, b)
 		}
-		resp, err = http.Get(srv.URL)
+		resp, err = http.Get(srv.URL + "/next")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -143,5 +150,40 @@ func TestCutRacingTheBodysEndClosesItsConnection(t *testing.T) {
 		if resp.StatusCode != 200 {
 			t.Fatalf("the request after the cut one: %d %q", resp.StatusCode, b)
 		}
+	}
+}
+
+// slowEnd delivers its whole content in one read that blocks for delay.
+type slowEnd struct {
+	data  []byte
+	delay time.Duration
+}
+
+func (s *slowEnd) Read(p []byte) (int, error) {
+	if len(s.data) == 0 {
+		return 0, io.EOF
+	}
+	time.Sleep(s.delay)
+	n := copy(p, s.data)
+	s.data = s.data[n:]
+	if len(s.data) == 0 {
+		return n, io.EOF
+	}
+	return n, nil
+}
+func (s *slowEnd) Close() error { return nil }
+
+// TestBodyEndingInItsLastReadIsNotCut: a body whose last read completes it
+// after the rate window, below the rate, is whole: it is not cut off (and
+// no deadline is set once it ended).
+func TestBodyEndingInItsLastReadIsNotCut(t *testing.T) {
+	body := &countingBody{ReadCloser: &slowEnd{data: []byte("small"), delay: 60 * time.Millisecond},
+		idle: time.Second, minRate: 1 << 20, window: 50 * time.Millisecond}
+	got, err := io.ReadAll(body)
+	if err != nil || string(got) != "small" {
+		t.Fatalf("got %q, %v; want the whole body", got, err)
+	}
+	if body.wasCut() {
+		t.Fatal("the body was cut after it ended")
 	}
 }

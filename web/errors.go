@@ -120,12 +120,6 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	} else {
 		log.Info("request rejected", "status", ae.Status, "code", ae.Code, "err", err)
 	}
-	if ae.Code == "body_timeout" || ae.Code == "body_read_failed" {
-		// The body was cut off or broke: the rest of it is not read, and
-		// the connection's context may be cancelled (see cutOff), so the
-		// connection must serve no further request.
-		w.Header().Set("Connection", "close")
-	}
 	writeJSON(w, ae.Status, map[string]any{"error": ae})
 }
 

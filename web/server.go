@@ -197,8 +197,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	log := s.log.With("request_id", id)
 	r = r.WithContext(logctx.With(r.Context(), log))
 	w.Header().Set("X-Request-Id", id)
-	rw := &recorder{ResponseWriter: w, status: http.StatusOK}
 	body := newCountingBody(w, r, s.opts.BodyReadTimeout, s.opts.MinBodyRate, s.opts.BodyRateWindow)
+	rw := &recorder{ResponseWriter: w, status: http.StatusOK, body: body, proto1: r.ProtoMajor == 1}
 	r.Body = body
 	s.metrics.inFlight.Inc()
 	if !cleanPath(r.URL.Path) {
@@ -224,25 +224,51 @@ type recorder struct {
 	status int
 	n      int64
 	wrote  bool
+	// body is the request's body; an HTTP/1 answer to a request whose
+	// body was cut off closes the connection (see closeIfCut).
+	body   *countingBody
+	proto1 bool
 }
 
 func (r *recorder) WriteHeader(code int) {
 	if !r.wrote {
 		r.status, r.wrote = code, true
+		r.closeIfCut()
 	}
 	r.ResponseWriter.WriteHeader(code)
 }
 
 func (r *recorder) Write(p []byte) (int, error) {
-	r.wrote = true
+	if !r.wrote {
+		r.wrote = true
+		r.closeIfCut()
+	}
 	n, err := r.ResponseWriter.Write(p)
 	r.n += int64(n)
 	return n, err
 }
 
+// closeIfCut asks net/http to close an HTTP/1 connection after this
+// answer when the request's body was cut off, whatever the handler made
+// of the cut (408 body_timeout; or 503 cancelled when its context ended
+// first). A cut moved the connection's read deadline into the past, and
+// one that raced the body's last bytes may have timed out net/http's
+// background read, which cancels the connection's context: a later
+// request on the connection would start cancelled. (HTTP/2 has neither
+// the background read nor that context, and there Connection: close
+// would end every stream of the connection.)
+func (r *recorder) closeIfCut() {
+	if r.proto1 && r.body != nil && r.body.wasCut() {
+		r.Header().Set("Connection", "close")
+	}
+}
+
 // ReadFrom keeps sendfile-style fast paths of the underlying writer.
 func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
-	r.wrote = true
+	if !r.wrote {
+		r.wrote = true
+		r.closeIfCut()
+	}
 	n, err := io.Copy(r.ResponseWriter, src)
 	r.n += n
 	return n, err

@@ -297,13 +297,12 @@ func benchUploadDownload(t testing.TB, rep *benchReport, env *testEnv, label str
 	// Where a download's CPU goes: on 2 cores a proxy that hashes every
 	// byte competes with the client and the storage server for them.
 	gb := float64(size) / 1e9
-	perGB := func(us []cpuUse, server bool) float64 {
+	self := func(u cpuUse) time.Duration { return u.self }
+	server := func(u cpuUse) time.Duration { return u.server }
+	perGB := func(us []cpuUse, of func(cpuUse) time.Duration) float64 {
 		v := make([]float64, len(us))
 		for i, u := range us {
-			v[i] = u.self.Seconds() / gb
-			if server {
-				v[i] = u.server.Seconds() / gb
-			}
+			v[i] = of(u).Seconds() / gb
 		}
 		return medianF(v)
 	}
@@ -312,14 +311,14 @@ func benchUploadDownload(t testing.TB, rep *benchReport, env *testEnv, label str
 		baseWho = "the direct client"
 	}
 	cpuNote := fmt.Sprintf("; CPU-s per GB downloaded (medians): the service and its client (this process) %.2f, %s %.2f",
-		perGB(oursCPU, false), baseWho, perGB(baseCPU, false))
+		perGB(oursCPU, self), baseWho, perGB(baseCPU, self))
 	if label == "local" {
 		// Every full read is hashed (verify.trusted_read_window 0), and
 		// one sha256 runs on one core: its speed caps a hashed download.
 		cpuNote += fmt.Sprintf("; sha256 on one core of this machine, in memory: %.0f MB/s (the ceiling of a hashed read)", sha256Rate(min(size, 256<<20)))
 	}
 	if len(serverPIDs) > 0 {
-		cpuNote += fmt.Sprintf("; the storage server's %.2f under ours, %.2f under the baseline", perGB(oursCPU, true), perGB(baseCPU, true))
+		cpuNote += fmt.Sprintf("; the storage server's %.2f under ours, %.2f under the baseline", perGB(oursCPU, server), perGB(baseCPU, server))
 	}
 	// Each run of ours is paired with the baseline run next to it (same
 	// machine state), so the ratio is the median of the per-run ratios,

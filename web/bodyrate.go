@@ -154,8 +154,9 @@ func (c *countingBody) Read(p []byte) (int, error) {
 // cutOff records why the body ends and stops further reads at once; the
 // caller holds c.mu. A read blocked on the client is woken by moving the
 // connection's read deadline into the past, which also keeps net/http
-// from lingering on the rest of the body after the handler. Never once
-// the body has ended: net/http then watches the connection with a
+// from lingering on the rest of the body after the handler. Callers never
+// cut a body that has ended (Read returns before its rate checks,
+// cutIfLagging refuses): net/http then watches the connection with a
 // background read, and a deadline would time it out and cancel the
 // connection's context. (A cut racing the last bytes of a body can still
 // do that; the answer to a request whose body was cut closes its
@@ -164,7 +165,7 @@ func (c *countingBody) cutOff(why error) {
 	if c.cut == nil {
 		c.cut = why
 	}
-	if c.rc != nil && !c.eof {
+	if c.rc != nil {
 		c.rc.SetReadDeadline(time.Unix(1, 0))
 	}
 }

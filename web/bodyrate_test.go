@@ -18,39 +18,21 @@ import (
 // the client going away) was waiting on it: that read then timed out,
 // cancelled the request and closed the connection, and the client saw EOF.
 func TestSlowHandlerAfterSmallBodyKeepsItsRequest(t *testing.T) {
-	const window = 300 * time.Millisecond
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	testSlowHandlerKeepsItsRequest(t, func(w http.ResponseWriter, r *http.Request, window time.Duration) string {
 		body := &countingBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: 10 * time.Second,
 			minRate: 1024, window: window}
 		if _, err := io.ReadAll(body); err != nil {
-			http.Error(w, err.Error(), http.StatusRequestTimeout)
-			return
+			return err.Error()
 		}
 		// A decoder checking for trailing data reads once more after EOF.
 		if n, err := body.Read(make([]byte, 16)); n != 0 || err != io.EOF {
-			http.Error(w, "read after EOF", http.StatusBadRequest)
-			return
+			return "read after EOF"
 		}
-		select {
-		case <-r.Context().Done():
-			http.Error(w, "request cancelled while the handler worked", http.StatusInternalServerError)
-			return
-		case <-time.After(3 * window):
-		}
-		io.WriteString(w, "done")
-	}))
-	defer srv.Close()
-	for i := 0; i < 3; i++ { // the same keep-alive connection each time
-		resp, err := http.Post(srv.URL, "application/json", strings.NewReader(`{"name":"small"}`))
-		if err != nil {
-			t.Fatalf("request %d: %v", i, err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 || string(b) != "done" {
-			t.Fatalf("request %d: %d %q", i, resp.StatusCode, b)
-		}
-	}
+		return ""
+	}, func(url string) *http.Request {
+		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(`{"name":"small"}`))
+		return req
+	})
 }
 
 // TestBodylessRequestKeepsItsContext: a request without a body (a DELETE,
@@ -60,11 +42,29 @@ func TestSlowHandlerAfterSmallBodyKeepsItsRequest(t *testing.T) {
 // set by the first read of the empty body used to time that read out,
 // cancelling the request (and every later request on the connection).
 func TestBodylessRequestKeepsItsContext(t *testing.T) {
-	const window = 300 * time.Millisecond
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	testSlowHandlerKeepsItsRequest(t, func(w http.ResponseWriter, r *http.Request, window time.Duration) string {
 		body := newCountingBody(w, r, 10*time.Second, 1024, window)
 		if n, err := body.Read(make([]byte, 16)); n != 0 || err != io.EOF {
-			http.Error(w, "empty body: want EOF", http.StatusBadRequest)
+			return "empty body: want EOF"
+		}
+		return ""
+	}, func(url string) *http.Request {
+		req, _ := http.NewRequest(http.MethodDelete, url, nil)
+		return req
+	})
+}
+
+// testSlowHandlerKeepsItsRequest serves requests whose handler reads its
+// body with read (which returns what went wrong, or "") and then works
+// for three rate windows; it sends three requests made by newReq over the
+// same keep-alive connection and fails unless each kept its context to
+// the end and got the handler's answer.
+func testSlowHandlerKeepsItsRequest(t *testing.T, read func(w http.ResponseWriter, r *http.Request, window time.Duration) string, newReq func(url string) *http.Request) {
+	t.Helper()
+	const window = 300 * time.Millisecond
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if msg := read(w, r, window); msg != "" {
+			http.Error(w, msg, http.StatusBadRequest)
 			return
 		}
 		select {
@@ -77,8 +77,7 @@ func TestBodylessRequestKeepsItsContext(t *testing.T) {
 	}))
 	defer srv.Close()
 	for i := 0; i < 3; i++ { // the same keep-alive connection each time
-		req, _ := http.NewRequest(http.MethodDelete, srv.URL, nil)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := http.DefaultClient.Do(newReq(srv.URL))
 		if err != nil {
 			t.Fatalf("request %d: %v", i, err)
 		}

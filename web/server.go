@@ -232,20 +232,25 @@ type recorder struct {
 
 func (r *recorder) WriteHeader(code int) {
 	if !r.wrote {
-		r.status, r.wrote = code, true
-		r.closeIfCut()
+		r.status = code
+		r.start()
 	}
 	r.ResponseWriter.WriteHeader(code)
 }
 
 func (r *recorder) Write(p []byte) (int, error) {
+	r.start()
+	n, err := r.ResponseWriter.Write(p)
+	r.n += int64(n)
+	return n, err
+}
+
+// start runs once, before the answer's headers go out.
+func (r *recorder) start() {
 	if !r.wrote {
 		r.wrote = true
 		r.closeIfCut()
 	}
-	n, err := r.ResponseWriter.Write(p)
-	r.n += int64(n)
-	return n, err
 }
 
 // closeIfCut asks net/http to close an HTTP/1 connection after this
@@ -265,10 +270,7 @@ func (r *recorder) closeIfCut() {
 
 // ReadFrom keeps sendfile-style fast paths of the underlying writer.
 func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
-	if !r.wrote {
-		r.wrote = true
-		r.closeIfCut()
-	}
+	r.start()
 	n, err := io.Copy(r.ResponseWriter, src)
 	r.n += n
 	return n, err

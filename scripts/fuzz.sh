@@ -18,5 +18,12 @@ targets=(
 for t in "${targets[@]}"; do
 	read -r pkg name <<<"$t"
 	echo "== fuzz $name ($pkg) for $FUZZTIME"
-	go test -timeout=0 -run='^$' -fuzz="^${name}\$" -fuzztime="$FUZZTIME" -parallel="${FUZZ_PARALLEL:-2}" "$pkg" 2>&1 | tail -3
+	out=$(mktemp)
+	if ! go test -timeout=0 -run='^$' -fuzz="^${name}\$" -fuzztime="$FUZZTIME" -parallel="${FUZZ_PARALLEL:-2}" "$pkg" >"$out" 2>&1; then
+		cat "$out" # the whole output: why it failed is above its last lines
+		rm -f "$out"
+		exit 1
+	fi
+	tail -3 "$out"
+	rm -f "$out"
 done

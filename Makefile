@@ -28,12 +28,12 @@ check-static: build
 run: build
 	$(BIN) serve --config config.example.yaml
 
-## test: start the real S3 servers, run the whole suite with -race, then each fuzz target briefly
+## test: start the real S3 servers, run the whole suite with -race, then each fuzz target for its smoke count (scripts/fuzz.sh)
 test: check-static s3-up browser-up
 	. $(S3_STATE)/env.sh && go test -race -count=1 -timeout $(GOTEST_TIMEOUT) ./...
 	scripts/fuzz.sh $(FUZZ_SMOKE)
 
-FUZZ_SMOKE ?= 5s
+FUZZ_SMOKE ?=
 FUZZTIME ?= 2m
 
 ## fuzz: every fuzz target for FUZZTIME (a duration, or a count such as 1000000x)

@@ -57,6 +57,11 @@ type Backend interface {
 	// nil; the body may be left partly or wholly unread in that case.
 	// Concurrent Puts of the same digest are safe: one of them wins and the
 	// others become no-ops.
+	//
+	// A nil return means the object is durable: it survives a crash of
+	// the process or the machine. That holds for the no-op too: an
+	// existing object another Put has made visible but not yet durable
+	// is made durable (or waited for) before Put returns.
 	Put(ctx context.Context, d digest.Digest, size int64, body io.Reader) error
 
 	// Replace stores exactly size bytes read from body under d's key,
@@ -70,7 +75,8 @@ type Backend interface {
 	// occurs, Replace returns an error like Put and the previous object (or
 	// its absence) is left exactly as it was, with no temporary data
 	// visible to Walk. Concurrent Replaces and Puts of the same digest are
-	// safe: all bytes that become visible hashed to d.
+	// safe: all bytes that become visible hashed to d. A nil return means
+	// the new bytes are durable.
 	Replace(ctx context.Context, d digest.Digest, size int64, body io.Reader) error
 
 	// Open returns a reader over the object's bytes [off, off+n). n < 0
@@ -80,7 +86,10 @@ type Backend interface {
 	// Close the reader. Reading after ctx is cancelled fails.
 	Open(ctx context.Context, d digest.Digest, off, n int64) (io.ReadCloser, error)
 
-	// Stat returns the object's size, or ErrNotFound if absent.
+	// Stat returns the object's size, or ErrNotFound if absent. An object
+	// Stat reports is durable, as after Put (the registry commits a
+	// package on the strength of a Stat: the staged protocol's proof of
+	// upload).
 	Stat(ctx context.Context, d digest.Digest) (Info, error)
 
 	// Delete removes the object. Deleting an absent object succeeds.

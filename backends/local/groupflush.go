@@ -2,6 +2,7 @@ package local
 
 import (
 	"sync"
+	"sync/atomic"
 )
 
 // groupFlush shares one file-system flush among concurrent writers, the
@@ -29,6 +30,9 @@ type groupFlush struct {
 	mu      sync.Mutex
 	next    *flushRound // the round that starts when the running one ends
 	running bool        // a goroutine is running rounds
+	// flushed is set once a flush has succeeded: everything renamed
+	// before the group was made (by an earlier process) is durable.
+	flushed atomic.Bool
 }
 
 type flushRound struct {
@@ -73,6 +77,9 @@ func (g *groupFlush) run() {
 		}
 		g.mu.Unlock()
 		r.err = g.flush()
+		if r.err == nil {
+			g.flushed.Store(true)
+		}
 		close(r.done)
 	}
 }

@@ -66,6 +66,11 @@ type Backend struct {
 	// group shares file-system flushes among concurrent writes
 	// (groupflush.go); nil where the platform has no syncfs.
 	group *groupFlush
+	// unsettled holds the names (final paths) this process renamed into
+	// place whose flush after the rename has not succeeded yet: such a
+	// name is visible before it is durable, so a Put or Stat that finds
+	// it must make it durable before trusting it (settle.go).
+	unsettled unsettledNames
 }
 
 var _ backends.Backend = (*Backend)(nil)
@@ -91,13 +96,22 @@ func New(id string, cfg Config, log *slog.Logger) (*Backend, error) {
 	if err := b.removeTemps(); err != nil {
 		return nil, fmt.Errorf("local backend %s: remove leftover temp files: %w", id, err)
 	}
-	if cfg.Sync != SyncFile {
-		flush, err := fsFlush(root)
-		if err != nil {
-			return nil, fmt.Errorf("local backend %s: %w", id, err)
-		}
-		if flush != nil {
-			b.group = newGroupFlush(flush)
+	flush, err := fsFlush(root)
+	if err != nil {
+		return nil, fmt.Errorf("local backend %s: %w", id, err)
+	}
+	switch {
+	case flush != nil && cfg.Sync != SyncFile:
+		// Names an earlier process left visible but not yet durable are
+		// made durable by the first shared flush (settle.go).
+		b.group = newGroupFlush(flush)
+	case flush != nil:
+		// An earlier process may have stopped between a rename and the
+		// flush after it; this process trusts every name it did not
+		// write itself, so it makes them all durable first: one flush of
+		// the file system, whatever the number of objects.
+		if err := flush(); err != nil {
+			return nil, fmt.Errorf("local backend %s: flush at start: %w", id, err)
 		}
 	}
 	return b, nil
@@ -134,14 +148,20 @@ func (b *Backend) removeTemps() error {
 	return nil
 }
 
-// Put implements backends.Backend: if the object exists, nothing;
-// otherwise write (temp file in the temp directory, verified copy, fsync,
-// rename into the target directory, fsync of that directory).
+// Put implements backends.Backend: if the object exists, nothing but
+// making sure it is durable (a concurrent Put may have renamed it into
+// place and still be flushing); otherwise write (temp file in the temp
+// directory, verified copy, fsync, rename into the target directory,
+// fsync of that directory).
 func (b *Backend) Put(ctx context.Context, d digest.Digest, size int64, body io.Reader) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if _, err := os.Stat(b.Path(d)); err == nil {
+	p := b.Path(d)
+	if _, err := os.Stat(p); err == nil {
+		if err := b.settle(p); err != nil {
+			return fmt.Errorf("local put %s: the existing object: %w", d, err)
+		}
 		return nil
 	}
 	return b.write(ctx, d, size, body)
@@ -218,18 +238,16 @@ func (b *Backend) writeFile(ctx context.Context, final string, d digest.Digest, 
 			return fmt.Errorf("local put %s: flush: %w", d, err)
 		}
 	}
+	b.unsettled.add(final) // before the name can be seen
 	if err = os.Rename(f.Name(), final); err != nil {
+		b.unsettled.done(final, false)
 		return fmt.Errorf("local put %s: rename: %w", d, err)
 	}
-	if g != nil {
-		if err := g.wait(); err != nil {
-			return fmt.Errorf("local put %s: flush after rename: %w", d, err)
-		}
-		return nil
+	if err := b.flushName(dir); err != nil {
+		b.unsettled.done(final, true)
+		return fmt.Errorf("local put %s: flush after rename: %w", d, err)
 	}
-	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("local put %s: fsync dir: %w", d, err)
-	}
+	b.unsettled.done(final, false)
 	return nil
 }
 
@@ -352,16 +370,22 @@ func (r *rangeFile) WriteTo(w io.Writer) (int64, error) {
 	return io.Copy(w, &io.LimitedReader{R: r.f, N: r.n})
 }
 
-// Stat implements backends.Backend.
+// Stat implements backends.Backend. An object it reports is durable: a
+// name another Put has renamed into place but not yet flushed is flushed
+// first (the staged commit's proof of upload is a Stat).
 func (b *Backend) Stat(ctx context.Context, d digest.Digest) (backends.Info, error) {
 	if err := ctx.Err(); err != nil {
 		return backends.Info{}, err
 	}
-	st, err := os.Stat(b.Path(d))
+	p := b.Path(d)
+	st, err := os.Stat(p)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return backends.Info{}, fmt.Errorf("local stat %s: %w", d, backends.ErrNotFound)
 		}
+		return backends.Info{}, fmt.Errorf("local stat %s: %w", d, err)
+	}
+	if err := b.settle(p); err != nil {
 		return backends.Info{}, fmt.Errorf("local stat %s: %w", d, err)
 	}
 	return backends.Info{Digest: d, Size: st.Size()}, nil

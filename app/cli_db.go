@@ -18,6 +18,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"artifactstore/internal/cliout"
+	"artifactstore/internal/durable"
 	"artifactstore/store"
 )
 
@@ -255,7 +256,7 @@ func backupTo(ctx context.Context, cfg *Config, log *slog.Logger, out string) (i
 	if err := checkBackupFile(ctx, tmp.Name()); err != nil {
 		return 0, conn.Remote, err
 	}
-	if err := os.Rename(tmp.Name(), out); err != nil {
+	if err := durable.Rename(tmp.Name(), out); err != nil {
 		return 0, conn.Remote, err
 	}
 	return n, conn.Remote, nil
@@ -294,7 +295,7 @@ func restoreFrom(ctx context.Context, cfg *Config, from string, force bool) (str
 			return "", fmt.Errorf("refusing to replace the existing database %s without --force", dst)
 		}
 		kept = fmt.Sprintf("%s.before-restore-%s", dst, time.Now().UTC().Format("20060102T150405Z"))
-		if err := os.Rename(dst, kept); err != nil {
+		if err := durable.Rename(dst, kept); err != nil {
 			return "", err
 		}
 	}
@@ -322,7 +323,7 @@ func restoreFrom(ctx context.Context, cfg *Config, from string, force bool) (str
 		err = os.Chmod(tmp.Name(), 0o600)
 	}
 	if err == nil {
-		err = os.Rename(tmp.Name(), dst)
+		err = durable.Rename(tmp.Name(), dst)
 	}
 	return kept, err
 }

@@ -17,6 +17,7 @@ import (
 
 	"artifactstore/backends"
 	"artifactstore/internal/digest"
+	"artifactstore/internal/durable"
 )
 
 // TempDir is the directory under the root that holds in-progress writes.
@@ -71,6 +72,8 @@ type Backend struct {
 	// name is visible before it is durable, so a Put or Stat that finds
 	// it must make it durable before trusting it (settle.go).
 	unsettled unsettledNames
+	// syncDir fsyncs a directory (durable.SyncDir; tests record it).
+	syncDir func(dir string) error
 }
 
 var _ backends.Backend = (*Backend)(nil)
@@ -92,7 +95,7 @@ func New(id string, cfg Config, log *slog.Logger) (*Backend, error) {
 	if err := os.MkdirAll(filepath.Join(root, filepath.FromSlash(cfg.KeyPrefix)), 0o750); err != nil {
 		return nil, fmt.Errorf("local backend %s: create root: %w", id, err)
 	}
-	b := &Backend{id: id, root: root, prefix: strings.Trim(cfg.KeyPrefix, "/"), tmp: filepath.Join(root, TempDir), log: log}
+	b := &Backend{id: id, root: root, prefix: strings.Trim(cfg.KeyPrefix, "/"), tmp: filepath.Join(root, TempDir), log: log, syncDir: durable.SyncDir}
 	if err := b.removeTemps(); err != nil {
 		return nil, fmt.Errorf("local backend %s: remove leftover temp files: %w", id, err)
 	}
@@ -253,10 +256,13 @@ func (b *Backend) writeFile(ctx context.Context, final string, d digest.Digest, 
 
 // mkdirDurable creates dir and any missing parents below the root, and
 // fsyncs the parent of every directory it creates, so a new directory's
-// entry survives a crash together with the object inside it.
+// entry survives a crash together with the object inside it. A directory
+// another writer has created but not yet made durable is unsettled
+// (settle.go): finding it, this writer fsyncs its parent itself rather
+// than rename into a directory a crash could still take away.
 func (b *Backend) mkdirDurable(dir string) error {
 	if _, err := os.Stat(dir); err == nil {
-		return nil
+		return b.settleDir(dir)
 	}
 	parent := filepath.Dir(dir)
 	if parent != dir && parent != b.root {
@@ -264,13 +270,20 @@ func (b *Backend) mkdirDurable(dir string) error {
 			return err
 		}
 	}
+	b.unsettled.add(dir) // before the directory can be seen
 	if err := os.Mkdir(dir, 0o750); err != nil {
+		b.unsettled.done(dir, false)
 		if errors.Is(err, fs.ErrExist) {
-			return nil // created concurrently; its creator syncs the parent
+			return b.settleDir(dir) // created concurrently
 		}
 		return err
 	}
-	return syncDir(parent)
+	if err := b.syncDir(parent); err != nil {
+		b.unsettled.done(dir, true)
+		return err
+	}
+	b.unsettled.done(dir, false)
+	return nil
 }
 
 // parallelFrom is the size from which a put hashes on one goroutine while
@@ -311,15 +324,6 @@ func copyVerified(w *writeBehind, body io.Reader, d digest.Digest, size int64) e
 		return digest.ErrMismatch
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }
 
 // Open implements backends.Backend.
@@ -403,7 +407,7 @@ func (b *Backend) Delete(ctx context.Context, d digest.Digest) error {
 		}
 		return fmt.Errorf("local delete %s: %w", d, err)
 	}
-	if err := syncDir(filepath.Dir(p)); err != nil {
+	if err := b.syncDir(filepath.Dir(p)); err != nil {
 		return fmt.Errorf("local delete %s: fsync dir: %w", d, err)
 	}
 	return nil

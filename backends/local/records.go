@@ -95,7 +95,7 @@ func (b *Backend) DeleteRecord(ctx context.Context, name string) error {
 		}
 		return fmt.Errorf("local delete record %s: %w", name, err)
 	}
-	if err := syncDir(filepath.Dir(p)); err != nil {
+	if err := b.syncDir(filepath.Dir(p)); err != nil {
 		return fmt.Errorf("local delete record %s: fsync dir: %w", name, err)
 	}
 	return nil

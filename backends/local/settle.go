@@ -100,6 +100,19 @@ func (b *Backend) settle(path string) error {
 	return nil
 }
 
+// settleDir is settle for a directory mkdirDurable found existing: an
+// unsettled one is made durable by fsyncing its parent.
+func (b *Backend) settleDir(dir string) error {
+	if !b.unsettled.is(dir) {
+		return nil
+	}
+	if err := b.syncDir(filepath.Dir(dir)); err != nil {
+		return err
+	}
+	b.unsettled.settled(dir)
+	return nil
+}
+
 // flushName makes a rename into dir (and the directories created for it)
 // durable: the next shared flush, or without one the directory's fsync
 // (its new parents were made durable by mkdirDurable).
@@ -107,5 +120,5 @@ func (b *Backend) flushName(dir string) error {
 	if b.group != nil {
 		return b.group.wait()
 	}
-	return syncDir(dir)
+	return b.syncDir(dir)
 }

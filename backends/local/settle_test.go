@@ -4,9 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"artifactstore/internal/durable"
 )
 
 // A Put (or Stat) that finds a name another Put has renamed into place
@@ -36,12 +42,25 @@ func TestNameStillBeingFlushedIsNotTrustedBeforeItsFlush(t *testing.T) {
 	go func() { second <- b.Put(context.Background(), d, int64(len(data)), bytes.NewReader(data)) }()
 	stat := make(chan error, 1)
 	go func() { _, err := b.Stat(context.Background(), d); stat <- err }()
-	select {
-	case err := <-second:
-		t.Fatalf("Put of the same content returned (%v) while the existing name was not durable", err)
-	case err := <-stat:
-		t.Fatalf("Stat returned (%v) while the name was not durable", err)
-	case <-time.After(50 * time.Millisecond):
+	// Both must queue for the flush after the held one (without the fix
+	// they return at once, before queueing, and this fails).
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		select {
+		case err := <-second:
+			t.Fatalf("Put of the same content returned (%v) while the existing name was not durable", err)
+		case err := <-stat:
+			t.Fatalf("Stat returned (%v) while the name was not durable", err)
+		case <-time.After(time.Millisecond):
+		}
+		b.group.mu.Lock()
+		queued := b.group.next != nil && b.group.next.waiters == 2
+		b.group.mu.Unlock()
+		if queued {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the second Put and the Stat never queued for a flush")
+		}
 	}
 	close(hold)
 	for name, c := range map[string]chan error{"first Put": first, "second Put": second, "Stat": stat} {
@@ -117,5 +136,54 @@ func TestNamesOfAnEarlierProcessAreTrustedAfterOneFlush(t *testing.T) {
 	}
 	if n := calls.Load(); n != 1 {
 		t.Fatalf("%d flushes before trusting an earlier process's name, want 1", n)
+	}
+}
+
+// With `sync: file` there is no shared flush: a writer that finds a
+// directory (or a name) another writer has created but not yet made
+// durable fsyncs its parent (or it) itself before relying on it.
+func TestFileModeSettlesWhatAnotherWriterHasNotMadeDurable(t *testing.T) {
+	b, err := New("local", Config{Root: t.TempDir(), KeyPrefix: "objects", Sync: SyncFile}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var synced []string
+	b.syncDir = func(dir string) error { synced = append(synced, dir); return durable.SyncDir(dir) }
+
+	// Another writer has just created the object's directory and not yet
+	// fsynced its parent.
+	data, d := blob(10)
+	dir := filepath.Dir(b.Path(d))
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	b.unsettled.add(dir)
+	if err := b.Put(context.Background(), d, int64(len(data)), bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{filepath.Dir(dir), dir}; !slices.Equal(synced, want) {
+		t.Fatalf("directories fsynced by a Put into another writer's new directory: %q, want %q", synced, want)
+	}
+
+	// Another writer has just renamed an object into place and not yet
+	// fsynced its directory.
+	data2, d2 := blob(11)
+	dir2 := filepath.Dir(b.Path(d2))
+	if err := os.MkdirAll(dir2, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(b.Path(d2), data2, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	b.unsettled.add(b.Path(d2))
+	synced = nil
+	if _, err := b.Stat(context.Background(), d2); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Put(context.Background(), d2, int64(len(data2)), bytes.NewReader(data2)); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{dir2, dir2}; !slices.Equal(synced, want) {
+		t.Fatalf("directories fsynced by a Stat and a Put of another writer's unsettled name: %q, want %q", synced, want)
 	}
 }

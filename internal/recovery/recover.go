@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"artifactstore/backends"
+	"artifactstore/internal/durable"
 	"artifactstore/store"
 )
 
@@ -127,7 +128,7 @@ func Recover(ctx context.Context, opts RecoverOptions) (*RecoverReport, error) {
 			rep.add(ProblemSnapshotUnusable, opts.From+":"+s.Name, "%v", err)
 			continue
 		}
-		if err := os.Rename(path, opts.DBPath); err != nil {
+		if err := durable.Rename(path, opts.DBPath); err != nil {
 			os.Remove(path)
 			return nil, err
 		}

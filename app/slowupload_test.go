@@ -41,6 +41,10 @@ func TestTricklingUploadsDoNotStarvePublishers(t *testing.T) {
 	// machine, is the baseline. The machine is shared with other work, so
 	// a baseline measured at another time would not compare.
 	envs := []*testEnv{startService(t, cfg), startService(t, cfg)}
+	conns := newConnLog()
+	for _, env := range envs {
+		conns.instrument(env.c.HTTP.Transport.(*http.Transport))
+	}
 
 	type target struct{ session, digest string }
 	targetsOn := func(env *testEnv, r int) []target {
@@ -74,6 +78,9 @@ func TestTricklingUploadsDoNotStarvePublishers(t *testing.T) {
 						done.Add(1)
 					} else if ctx.Err() == nil {
 						t.Errorf("publish: %v", err)
+						if h := conns.about(err); h != "" {
+							t.Errorf("the failed request's %s", h)
+						}
 					}
 				}
 			}()

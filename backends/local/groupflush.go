@@ -1,6 +1,8 @@
 package local
 
 import (
+	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 )
@@ -30,9 +32,25 @@ type groupFlush struct {
 	mu      sync.Mutex
 	next    *flushRound // the round that starts when the running one ends
 	running bool        // a goroutine is running rounds
+	// toRename are small writes whose data the next flush makes durable;
+	// the flusher renames them after it, and they join renamed, whose
+	// names the flush after that makes durable. So one flush serves one
+	// batch's data and the batch before it's names, and a writer is woken
+	// once, not twice.
+	toRename []*renameItem
+	renamed  []*renameItem
 	// flushed is set once a flush has succeeded: everything renamed
 	// before the group was made (by an earlier process) is durable.
 	flushed atomic.Bool
+}
+
+// renameItem is a small write handed to the flusher (renameDurably): its
+// temp file's data to flush, then its rename, then its name to flush.
+type renameItem struct {
+	tmp, final string
+	renamed    bool  // the rename was done (the name is visible)
+	err        error // set before done is closed
+	done       chan struct{}
 }
 
 type flushRound struct {
@@ -64,22 +82,72 @@ func (g *groupFlush) wait() error {
 	return r.err
 }
 
-// run flushes round after round until no writer waits.
+// renameDurably makes the data of the closed file tmp durable, renames
+// it to final and makes that name durable, sharing flushes with every
+// other writer: the data with the next flush, the name with the one
+// after it (the flusher does the rename in between). renamed reports
+// whether the rename happened (the name is visible): after an error
+// with renamed false, tmp is still there and final untouched.
+func (g *groupFlush) renameDurably(tmp, final string) (renamed bool, err error) {
+	it := &renameItem{tmp: tmp, final: final, done: make(chan struct{})}
+	g.mu.Lock()
+	g.toRename = append(g.toRename, it)
+	if !g.running {
+		g.running = true
+		go g.run()
+	}
+	g.mu.Unlock()
+	<-it.done
+	return it.renamed, it.err
+}
+
+// run flushes round after round until no writer waits and no rename
+// waits for its flush.
 func (g *groupFlush) run() {
 	for {
 		g.mu.Lock()
-		r := g.next
-		g.next = nil
-		if r == nil {
+		r, data, names := g.next, g.toRename, g.renamed
+		g.next, g.toRename, g.renamed = nil, nil, nil
+		if r == nil && len(data) == 0 && len(names) == 0 {
 			g.running = false
 			g.mu.Unlock()
 			return
 		}
 		g.mu.Unlock()
-		r.err = g.flush()
-		if r.err == nil {
+		err := g.flush()
+		if err == nil {
 			g.flushed.Store(true)
 		}
-		close(r.done)
+		if r != nil {
+			r.err = err
+			close(r.done)
+		}
+		for _, it := range names { // renamed before this flush started
+			if err != nil {
+				it.err = fmt.Errorf("flush after rename: %w", err)
+			}
+			close(it.done)
+		}
+		var next []*renameItem
+		for _, it := range data { // written before this flush started
+			switch {
+			case err != nil:
+				it.err = fmt.Errorf("flush: %w", err)
+			default:
+				if rerr := os.Rename(it.tmp, it.final); rerr != nil {
+					it.err = fmt.Errorf("rename: %w", rerr)
+				} else {
+					it.renamed = true
+					next = append(next, it)
+					continue
+				}
+			}
+			close(it.done)
+		}
+		if len(next) > 0 {
+			g.mu.Lock()
+			g.renamed = append(g.renamed, next...)
+			g.mu.Unlock()
+		}
 	}
 }

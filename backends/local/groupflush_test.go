@@ -164,15 +164,16 @@ func TestFlushErrorReachesEveryWriterAndLeavesNothing(t *testing.T) {
 	}
 }
 
-// waitQueued waits until n writers wait for the next flush round.
+// waitQueued waits until n writers wait for the next flush round (plain
+// waiters and small writes handed to the flusher).
 func waitQueued(t *testing.T, b *Backend, n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		b.group.mu.Lock()
-		q := 0
+		q := len(b.group.toRename) // small writes waiting for their data flush
 		if b.group.next != nil {
-			q = b.group.next.waiters
+			q += b.group.next.waiters
 		}
 		b.group.mu.Unlock()
 		if q >= n {

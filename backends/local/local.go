@@ -196,9 +196,12 @@ const groupFlushBelow = copyBufSize
 // The data is durable before the rename, so the final name never points
 // at bytes a crash could lose (a later Put of the same digest trusts an
 // existing file), and the rename and any directories created for it are
-// durable before writeFile returns: with a group flush, one shared flush
-// for the data (small writes) and one for the names; without, the
-// file's fsync, then its directory's (and new directories' parents').
+// durable before writeFile returns: with a group flush, a small write
+// hands its closed temp file to the flusher (renameDurably), which
+// flushes the data, renames, and flushes the name, each flush shared by
+// every writer; a large one fsyncs its own file, renames, and shares the
+// flush of the name; without a group flush, the file's fsync, then its
+// directory's (and new directories' parents').
 func (b *Backend) writeFile(ctx context.Context, final string, d digest.Digest, size int64, body io.Reader) (err error) {
 	dir := filepath.Dir(final)
 	g := b.group
@@ -237,9 +240,15 @@ func (b *Backend) writeFile(ctx context.Context, final string, d digest.Digest, 
 		return fmt.Errorf("local put %s: close: %w", d, err)
 	}
 	if g != nil && size < groupFlushBelow {
-		if err = g.wait(); err != nil {
-			return fmt.Errorf("local put %s: flush: %w", d, err)
+		// The flusher flushes the data, renames, and flushes the name.
+		b.unsettled.add(final) // before the name can be seen
+		renamed, rerr := g.renameDurably(f.Name(), final)
+		b.unsettled.done(final, renamed && rerr != nil)
+		if rerr != nil {
+			err = rerr
+			return fmt.Errorf("local put %s: %w", d, err)
 		}
+		return nil
 	}
 	b.unsettled.add(final) // before the name can be seen
 	if err = os.Rename(f.Name(), final); err != nil {

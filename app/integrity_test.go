@@ -101,6 +101,11 @@ func assertUnavailable(t *testing.T, env *testEnv, path string, hdr http.Header)
 	if resp.StatusCode != http.StatusServiceUnavailable || e.Error.Code != "content_unavailable" {
 		t.Fatalf("GET %s (%v): %d %s, want 503 content_unavailable", path, hdr, resp.StatusCode, body)
 	}
+	// A cache must not keep the failure as if it were the content.
+	if cc := resp.Header.Get("Cache-Control"); cc != "no-store" || resp.Header.Get("ETag") != "" || resp.Header.Get("Repr-Digest") != "" {
+		t.Fatalf("GET %s (%v): 503 with Cache-Control %q, ETag %q, Repr-Digest %q; want no-store and no content headers",
+			path, hdr, cc, resp.Header.Get("ETag"), resp.Header.Get("Repr-Digest"))
+	}
 }
 
 // TestQuickCheckNeverClearsMismatch is the three steps: a deep

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"artifactstore/internal/client"
+	"artifactstore/internal/digest"
 )
 
 func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
@@ -91,4 +93,46 @@ func startProcTLS(t *testing.T, cfgFile string, pool *x509.CertPool) *proc {
 	}
 	t.Fatalf("TLS server not up:\n%s", p.logs.String())
 	return nil
+}
+
+// TestCorruptReadOverHTTP2ResetsTheStream: over HTTP/2 (TLS) a read that
+// finds the bytes corrupt after the status was sent resets the stream,
+// so no client or proxy can take the short body for a whole one (ending
+// the handler early would end the stream cleanly on HTTP/2). And the
+// next answer, 503, carries none of the content's caching headers.
+func TestCorruptReadOverHTTP2ResetsTheStream(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, pool := selfSigned(t, dir)
+	objects := filepath.Join(dir, "objects")
+	cfg := writeLocalConfig(t, dir, objects, "server:\n  tls_cert_file: "+certFile+"\n  tls_key_file: "+keyFile+"\n")
+	p := startProcTLS(t, cfg, pool)
+	c := client.New(strings.Replace(p.url, "http://", "https://", 1))
+	c.Token = p.token
+	c.HTTP = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
+	files := map[string][]byte{"f.bin": randBytes(2201, 3<<20)}
+	publish(t, c, manifestOf("h2", "1", "ci", "release", files), files)
+	localCorrupter(objects).flip(t, digest.FromBytes(files["f.bin"]))
+
+	resp, err := c.Get(ctxT(t), client.FilePath("h2", "1", "f.bin"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET over TLS: %s %d, want HTTP/2 200", resp.Proto, resp.StatusCode)
+	}
+	if err == nil || !strings.Contains(err.Error(), "INTERNAL_ERROR") || len(body) >= len(files["f.bin"]) {
+		t.Fatalf("body of a corrupt object over HTTP/2: %d of %d bytes, error %v; want the stream reset (INTERNAL_ERROR)", len(body), len(files["f.bin"]), err)
+	}
+	resp, err = c.Get(ctxT(t), client.FilePath("h2", "1", "f.bin"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Cache-Control") != "no-store" ||
+		resp.Header.Get("ETag") != "" || resp.Header.Get("Repr-Digest") != "" {
+		t.Fatalf("GET after the mismatch: %d, Cache-Control %q, ETag %q, Repr-Digest %q; want 503 no-store without the content's headers",
+			resp.StatusCode, resp.Header.Get("Cache-Control"), resp.Header.Get("ETag"), resp.Header.Get("Repr-Digest"))
+	}
 }

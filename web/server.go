@@ -201,18 +201,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw := &recorder{ResponseWriter: w, status: http.StatusOK, body: body, proto1: r.ProtoMajor == 1}
 	r.Body = body
 	s.metrics.inFlight.Inc()
+	// Deferred, so a handler that aborts its answer (panic with
+	// http.ErrAbortHandler: a body cut short) is counted and logged too.
+	defer func() {
+		s.metrics.inFlight.Dec()
+		took := time.Since(start)
+		in := body.bytesRead()
+		s.metrics.observe(r.Pattern, r.Method, rw.status, in, rw.n, took)
+		log.Info("access", "method", r.Method, "path", r.URL.Path, "route", r.Pattern, "status", rw.status,
+			"bytes_in", in, "bytes_out", rw.n, "duration_ms", took.Milliseconds(),
+			"remote", r.RemoteAddr)
+	}()
 	if !cleanPath(r.URL.Path) {
 		s.fail(rw, r, unknownPath(r))
 	} else {
 		s.mux.ServeHTTP(rw, r)
 	}
-	s.metrics.inFlight.Dec()
-	took := time.Since(start)
-	in := body.bytesRead()
-	s.metrics.observe(r.Pattern, r.Method, rw.status, in, rw.n, took)
-	log.Info("access", "method", r.Method, "path", r.URL.Path, "route", r.Pattern, "status", rw.status,
-		"bytes_in", in, "bytes_out", rw.n, "duration_ms", took.Milliseconds(),
-		"remote", r.RemoteAddr)
 }
 
 func loggerFrom(ctx context.Context, fallback *slog.Logger) *slog.Logger {
@@ -593,13 +597,22 @@ func (s *Server) serveContent(w http.ResponseWriter, r *http.Request, d digest.D
 	if rd, ok := reprDigest(d); ok {
 		h.Set("Repr-Digest", rd)
 	}
+	// An error answer carries none of the content's headers: a cache
+	// must not keep a passing failure for a year, nor revalidate it.
+	fail := func(err error) {
+		for _, k := range []string{"ETag", "Repr-Digest", "Accept-Ranges"} {
+			h.Del(k)
+		}
+		h["Cache-Control"] = hdrNoStore
+		s.fail(w, r, err)
+	}
 	if inm := r.Header.Get("If-None-Match"); inm != "" && etagMatch(inm, etag) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
 	off, n, status := int64(0), size, http.StatusOK
 	if len(r.Header.Values("Range")) > 1 {
-		s.fail(w, r, newErr(http.StatusBadRequest, "invalid_range", "more than one Range header; send one Range with one byte range"))
+		fail(newErr(http.StatusBadRequest, "invalid_range", "more than one Range header; send one Range with one byte range"))
 		return
 	}
 	rangeHdr := r.Header.Get("Range")
@@ -610,7 +623,7 @@ func (s *Server) serveContent(w http.ResponseWriter, r *http.Request, d digest.D
 		br, ok, err := parseRange(rangeHdr, size)
 		if err != nil {
 			h.Set("Content-Range", "bytes */"+itoa(size))
-			s.fail(w, r, newErr(http.StatusRequestedRangeNotSatisfiable, "range_not_satisfiable",
+			fail(newErr(http.StatusRequestedRangeNotSatisfiable, "range_not_satisfiable",
 				fmt.Sprintf("range %q selects nothing of %d bytes", rangeHdr, size)))
 			return
 		}
@@ -623,7 +636,7 @@ func (s *Server) serveContent(w http.ResponseWriter, r *http.Request, d digest.D
 		// The registry knows the size and where the bytes are: HEAD does
 		// not open a backend.
 		if err := s.reg.Readable(r.Context(), d); err != nil {
-			s.fail(w, r, err)
+			fail(err)
 			return
 		}
 		h.Set("Content-Type", mediaType)
@@ -636,7 +649,7 @@ func (s *Server) serveContent(w http.ResponseWriter, r *http.Request, d digest.D
 	}
 	rc, err := s.reg.Open(r.Context(), d, off, n)
 	if err != nil {
-		s.fail(w, r, err)
+		fail(err)
 		return
 	}
 	defer rc.Close()
@@ -652,9 +665,16 @@ func (s *Server) serveContent(w http.ResponseWriter, r *http.Request, d digest.D
 		_, err = io.CopyBuffer(writerOnly{w}, rc, make([]byte, 1<<20))
 	}
 	if err != nil {
-		// The status is sent; all we can do is cut the connection short,
-		// which the client sees as a body shorter than Content-Length.
+		// The status is sent; all that is left is to make the answer
+		// visibly incomplete. On HTTP/1 returning does it: net/http sends
+		// what was written and closes the connection, the body short of
+		// its Content-Length. HTTP/2 would end the stream cleanly instead,
+		// so there the handler aborts, which resets the stream: no client
+		// or proxy takes the short body for the whole.
 		loggerFrom(r.Context(), s.log).Warn("response body aborted", "digest", d.String(), "err", err)
+		if r.ProtoMajor >= 2 {
+			panic(http.ErrAbortHandler)
+		}
 	}
 }
 
@@ -662,6 +682,7 @@ var (
 	hdrBytes        = []string{"bytes"}
 	hdrCachePublic  = []string{"public, max-age=31536000, immutable"}
 	hdrCachePrivate = []string{"private, max-age=31536000, immutable"}
+	hdrNoStore      = []string{"no-store"}
 )
 
 // reprDigest is the Repr-Digest field value of d (RFC 9530:

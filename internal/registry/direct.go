@@ -57,7 +57,7 @@ func (r *Registry) DirectURL(ctx context.Context, d digest.Digest) (url, backend
 	var cands []store.Location
 	for _, l := range locs {
 		p, ok := r.direct[l.Backend]
-		if !ok || l.Status != store.StatusVerified || l.LastVerifiedAt == nil || now.Sub(*l.LastVerifiedAt) >= p.policy.MaxVerifiedAge {
+		if !ok || l.Status != store.StatusVerified || l.LastVerifiedAt == nil || !verifiedWithin(*l.LastVerifiedAt, now, p.policy.MaxVerifiedAge) {
 			continue
 		}
 		cands = append(cands, l)

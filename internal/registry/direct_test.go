@@ -89,6 +89,8 @@ func TestDirectURLOnlyForRecentlyVerifiedLocations(t *testing.T) {
 	failed := put("failed", "near")
 	verdict(failed, "near", store.StatusVerified, now.Add(-time.Minute))
 	verdict(failed, "near", store.StatusMismatch, now)
+	future := put("future", "near") // verified "in an hour": the clock was stepped back since
+	verdict(future, "near", store.StatusVerified, now.Add(time.Hour))
 	offB := put("off", "off")
 	verdict(offB, "off", store.StatusVerified, now)
 	brokenB := put("broken", "broken")
@@ -102,6 +104,7 @@ func TestDirectURLOnlyForRecentlyVerifiedLocations(t *testing.T) {
 		"stored, never verified":           {stored, ""},
 		"verified longer ago than allowed": {old, ""},
 		"failed after a verification":      {failed, ""},
+		"verified at a time still to come": {future, ""},
 		"backend without direct downloads": {offB, ""},
 		"backend that fails to sign":       {brokenB, ""},
 	} {

@@ -90,10 +90,18 @@ func rank(l store.Location) int {
 }
 
 // trusted reports whether a full read of l may skip hashing: a deep check
-// matched within Options.TrustVerifiedFor.
+// matched within Options.TrustVerifiedFor. A check dated in the future
+// (the clock was stepped back since) is not trusted: its age is unknown.
 func (r *Registry) trusted(l store.Location) bool {
 	return r.opts.TrustVerifiedFor > 0 && l.Status == store.StatusVerified &&
-		l.LastVerifiedAt != nil && time.Since(*l.LastVerifiedAt) < r.opts.TrustVerifiedFor
+		l.LastVerifiedAt != nil && verifiedWithin(*l.LastVerifiedAt, time.Now(), r.opts.TrustVerifiedFor)
+}
+
+// verifiedWithin reports whether a check at at is at most window old at
+// now, and not in now's future.
+func verifiedWithin(at, now time.Time, window time.Duration) bool {
+	age := now.Sub(at)
+	return age >= 0 && age < window
 }
 
 // verifying wraps a full read of l in a digest check.

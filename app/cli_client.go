@@ -103,7 +103,7 @@ func clientCommands(env Env) []*cli.Command {
 			Name:        "pull",
 			Usage:       "download a package: pull NAME@VERSION [--to DIR] [--file PATH]",
 			ArgsUsage:   "NAME@VERSION",
-			Description: "Every file is verified against its digest while written, kept under a .partial name until it matches, and resumed with a Range request after an interruption.\n" + clientExitHelp,
+			Description: "Every file is verified against its digest while written, kept under a .partial name until it matches, and resumed with a Range request after an interruption; a resumed file that then fails its digest is fetched again from byte 0 (a mismatch without a resume is final).\n" + clientExitHelp,
 			Flags: append(serverFlags(),
 				&cli.StringFlag{Name: "to", Value: ".", Usage: "target `DIR`"},
 				&cli.StringSliceFlag{Name: "file", Usage: "only this package `PATH` (repeatable)"},
@@ -480,6 +480,9 @@ func runPull(c *cli.Context, env Env) error {
 		res.Files = append(res.Files, r)
 		if bar == nil && !c.Bool("json") {
 			note := ""
+			if r.Restarts > 0 {
+				note = " (started over after a resumed download failed its digest)"
+			}
 			if r.ResumedFrom > 0 {
 				note = fmt.Sprintf(" (resumed at byte %d)", r.ResumedFrom)
 			}

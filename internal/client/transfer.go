@@ -29,6 +29,10 @@ func Retryable(err error) bool {
 	if errors.As(err, &e) {
 		return e.Status >= 500 || e.Status == http.StatusTooManyRequests
 	}
+	var rm *resumedMismatch
+	if errors.As(err, &rm) {
+		return true // the partial file was dropped: the next attempt starts over
+	}
 	var ne net.Error
 	return errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
 		strings.Contains(err.Error(), "connection reset") || strings.Contains(err.Error(), "broken pipe")
@@ -84,19 +88,37 @@ func SafeJoin(dir, p string) (string, error) {
 // digest; the partial file was removed.
 var ErrDigestMismatch = errors.New("downloaded content does not match its digest")
 
+// resumedMismatch is a digest mismatch of a download that resumed a
+// partial file: some of its bytes came from an earlier attempt (perhaps
+// from a copy the server found corrupt and cut off, while the rest came
+// from a range read of another copy), so the mismatch says nothing about
+// the copy now served. Download removes the partial file and Retryable
+// lets the next attempt fetch the whole file again. It unwraps to the
+// ErrDigestMismatch error.
+type resumedMismatch struct{ err error }
+
+func (e *resumedMismatch) Error() string { return e.err.Error() }
+func (e *resumedMismatch) Unwrap() error { return e.err }
+
 // DownloadResult tells what a download did.
 type DownloadResult struct {
 	Path         string
 	Bytes        int64 // bytes fetched over the network by this call
-	ResumedFrom  int64 // where the last resumed attempt started (0: never resumed)
+	ResumedFrom  int64 // where the last resumed attempt started (0: never resumed, or started over since)
+	Restarts     int   // resumed attempts whose digest failed, after which the file was fetched again from byte 0
 	AlreadyThere bool  // the final file existed with the right digest
 }
 
 // Download fetches one package file into dest. It writes dest+".partial",
 // hashing as it writes; an interrupted download is resumed with a Range
 // request (after re-hashing what is on disk); the file is renamed into
-// place only after the digest matches. On a mismatch the partial file is
-// removed. progress, if set, receives byte counts as they arrive.
+// place only after the digest matches. When the digest of a resumed
+// download fails (bytes from an earlier attempt, perhaps from a corrupt
+// copy the server cut off, joined to a range read of another copy), the
+// partial file is removed and the next attempt, if attempts are left,
+// fetches the whole file again; a mismatch of a download that did not
+// resume is final. On a final mismatch the partial file is removed.
+// progress, if set, receives byte counts as they arrive.
 func (c *Client) Download(ctx context.Context, name, version string, f PackageFile, dest string, attempts int, progress func(int64)) (DownloadResult, error) {
 	res := DownloadResult{Path: dest}
 	if ok, _ := fileHasDigest(dest, f.Size, f.SHA256); ok {
@@ -112,6 +134,14 @@ func (c *Client) Download(ctx context.Context, name, version string, f PackageFi
 		res.Bytes += n
 		if resumed > 0 {
 			res.ResumedFrom = resumed
+		}
+		var rm *resumedMismatch
+		if errors.As(err, &rm) {
+			if rerr := os.Remove(partial); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+				return fmt.Errorf("%w (removing the partial file to start over: %v)", rm.err, rerr) // final
+			}
+			res.ResumedFrom = 0
+			res.Restarts++
 		}
 		return err
 	})
@@ -183,7 +213,11 @@ func (c *Client) downloadOnce(ctx context.Context, name, version string, f Packa
 	}
 	got := hex.EncodeToString(h.Sum(nil))
 	if have+n != f.Size || got != f.SHA256 {
-		return n, have, fmt.Errorf("%s: %w: got %d bytes hashing to sha256:%s, want %d bytes sha256:%s", f.Path, ErrDigestMismatch, have+n, got, f.Size, f.SHA256)
+		err := fmt.Errorf("%s: %w: got %d bytes hashing to sha256:%s, want %d bytes sha256:%s", f.Path, ErrDigestMismatch, have+n, got, f.Size, f.SHA256)
+		if have > 0 { // the first have bytes came from an earlier attempt
+			err = &resumedMismatch{err}
+		}
+		return n, have, err
 	}
 	return n, have, nil
 }

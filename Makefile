@@ -34,11 +34,12 @@ test: check-static s3-up browser-up
 	scripts/fuzz.sh $(FUZZ_SMOKE)
 
 FUZZ_SMOKE ?=
-FUZZTIME ?= 2m
+FUZZ_SCALE ?= 24
+FUZZTIME ?=
 
-## fuzz: every fuzz target for FUZZTIME (a duration, or a count such as 1000000x)
+## fuzz: every fuzz target for FUZZ_SCALE times its smoke count (about 2 minutes each), or for FUZZTIME (a duration or a count such as 1000000x) if set
 fuzz:
-	scripts/fuzz.sh $(FUZZTIME)
+	FUZZ_SCALE=$(FUZZ_SCALE) scripts/fuzz.sh $(FUZZTIME)
 
 ## test-unit: the suite without S3 servers (S3 tests skip unless CI is set)
 test-unit:

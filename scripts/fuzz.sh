@@ -2,16 +2,17 @@
 # Runs every fuzz target for a while: scripts/fuzz.sh [FUZZTIME]
 # FUZZTIME is a duration (10s) or an execution count (1000000x) for every
 # target. Without it each target runs its own smoke count below, about five
-# seconds of work on this 2-core machine: that is what `make test` runs;
-# `make fuzz` runs longer. Findings are written under the package's
-# testdata/fuzz/ and become regression cases.
+# seconds of work on this 2-core machine, times FUZZ_SCALE (default 1):
+# `make test` runs the smoke, `make fuzz` FUZZ_SCALE=24 (about two minutes
+# a target). Findings are written under the package's testdata/fuzz/ and
+# become regression cases.
 #
 # The smoke is a count, not a duration, on purpose: with a duration Go 1.26's
 # fuzz coordinator can report its own -fuzztime deadline as a failure
 # ("context deadline exceeded", no crasher written; golang/go#75804, fixed in
 # Go 1.27). It failed `make test` that way twice on clean clones. A count
-# sets no deadline, so the race cannot happen; a long duration run with
-# `make fuzz` can still meet it, and says so by writing no testdata file.
+# sets no deadline, so the race cannot happen; a duration given as
+# FUZZTIME can still meet it (a failure that writes no testdata file).
 set -euo pipefail
 cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
 FUZZTIME=${1:-}
@@ -28,7 +29,7 @@ targets=(
 )
 for t in "${targets[@]}"; do
 	read -r pkg name smoke <<<"$t"
-	budget=${FUZZTIME:-$smoke}
+	budget=${FUZZTIME:-$((${smoke%x} * ${FUZZ_SCALE:-1}))x}
 	echo "== fuzz $name ($pkg) for $budget"
 	out=$(mktemp)
 	if ! go test -timeout=0 -run='^$' -fuzz="^${name}\$" -fuzztime="$budget" -parallel="${FUZZ_PARALLEL:-2}" "$pkg" >"$out" 2>&1; then

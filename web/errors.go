@@ -120,6 +120,9 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	} else {
 		log.Info("request rejected", "status", ae.Status, "code", ae.Code, "err", err)
 	}
+	// A failure is of its moment: no cache may keep it (a content route's
+	// 503 must not be served for a year as if it were the content).
+	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, ae.Status, map[string]any{"error": ae})
 }
 

@@ -581,38 +581,14 @@ func (s *Server) getBlob(w http.ResponseWriter, r *http.Request) {
 func (s *Server) serveContent(w http.ResponseWriter, r *http.Request, d digest.Digest, size int64, mediaType string) {
 	etag := `"` + d.String() + `"`
 	h := w.Header()
-	h.Set("ETag", etag)
-	// Constant values share one slice each (keys in canonical form; an Add
-	// to such a slice copies it, since its capacity is its length): a HEAD
-	// is answered in microseconds, so a handful of allocations is visible.
-	h["Accept-Ranges"] = hdrBytes
-	// Content under a digest never changes, but unless anyone may read it a
-	// shared cache must not hand it to a client without a token.
-	if s.opts.AnonymousRead {
-		h["Cache-Control"] = hdrCachePublic
-	} else {
-		h["Cache-Control"] = hdrCachePrivate
-		h.Add("Vary", "Authorization")
-	}
-	if rd, ok := reprDigest(d); ok {
-		h.Set("Repr-Digest", rd)
-	}
-	// An error answer carries none of the content's headers: a cache
-	// must not keep a passing failure for a year, nor revalidate it.
-	fail := func(err error) {
-		for _, k := range []string{"ETag", "Repr-Digest", "Accept-Ranges"} {
-			h.Del(k)
-		}
-		h["Cache-Control"] = hdrNoStore
-		s.fail(w, r, err)
-	}
 	if inm := r.Header.Get("If-None-Match"); inm != "" && etagMatch(inm, etag) {
+		s.contentHeaders(h, d, etag)
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
 	off, n, status := int64(0), size, http.StatusOK
 	if len(r.Header.Values("Range")) > 1 {
-		fail(newErr(http.StatusBadRequest, "invalid_range", "more than one Range header; send one Range with one byte range"))
+		s.fail(w, r, newErr(http.StatusBadRequest, "invalid_range", "more than one Range header; send one Range with one byte range"))
 		return
 	}
 	rangeHdr := r.Header.Get("Range")
@@ -623,7 +599,7 @@ func (s *Server) serveContent(w http.ResponseWriter, r *http.Request, d digest.D
 		br, ok, err := parseRange(rangeHdr, size)
 		if err != nil {
 			h.Set("Content-Range", "bytes */"+itoa(size))
-			fail(newErr(http.StatusRequestedRangeNotSatisfiable, "range_not_satisfiable",
+			s.fail(w, r, newErr(http.StatusRequestedRangeNotSatisfiable, "range_not_satisfiable",
 				fmt.Sprintf("range %q selects nothing of %d bytes", rangeHdr, size)))
 			return
 		}
@@ -636,9 +612,10 @@ func (s *Server) serveContent(w http.ResponseWriter, r *http.Request, d digest.D
 		// The registry knows the size and where the bytes are: HEAD does
 		// not open a backend.
 		if err := s.reg.Readable(r.Context(), d); err != nil {
-			fail(err)
+			s.fail(w, r, err)
 			return
 		}
+		s.contentHeaders(h, d, etag)
 		h.Set("Content-Type", mediaType)
 		h.Set("Content-Length", itoa(n))
 		w.WriteHeader(status)
@@ -649,10 +626,11 @@ func (s *Server) serveContent(w http.ResponseWriter, r *http.Request, d digest.D
 	}
 	rc, err := s.reg.Open(r.Context(), d, off, n)
 	if err != nil {
-		fail(err)
+		s.fail(w, r, err)
 		return
 	}
 	defer rc.Close()
+	s.contentHeaders(h, d, etag)
 	h.Set("Content-Type", mediaType)
 	h.Set("Content-Length", itoa(n))
 	w.WriteHeader(status)
@@ -678,11 +656,34 @@ func (s *Server) serveContent(w http.ResponseWriter, r *http.Request, d digest.D
 	}
 }
 
+// contentHeaders sets the headers of an answer that carries the content
+// (200, 206) or vouches for it (304): its digest as ETag and Repr-Digest,
+// byte ranges, and caching for a year (it never changes). Error answers
+// and redirects never carry them: a cache must not keep a passing
+// failure as the immutable content.
+func (s *Server) contentHeaders(h http.Header, d digest.Digest, etag string) {
+	h.Set("ETag", etag)
+	// Constant values share one slice each (keys in canonical form; an Add
+	// to such a slice copies it, since its capacity is its length): a HEAD
+	// is answered in microseconds, so a handful of allocations is visible.
+	h["Accept-Ranges"] = hdrBytes
+	// Content under a digest never changes, but unless anyone may read it a
+	// shared cache must not hand it to a client without a token.
+	if s.opts.AnonymousRead {
+		h["Cache-Control"] = hdrCachePublic
+	} else {
+		h["Cache-Control"] = hdrCachePrivate
+		h.Add("Vary", "Authorization")
+	}
+	if rd, ok := reprDigest(d); ok {
+		h.Set("Repr-Digest", rd)
+	}
+}
+
 var (
 	hdrBytes        = []string{"bytes"}
 	hdrCachePublic  = []string{"public, max-age=31536000, immutable"}
 	hdrCachePrivate = []string{"private, max-age=31536000, immutable"}
-	hdrNoStore      = []string{"no-store"}
 )
 
 // reprDigest is the Repr-Digest field value of d (RFC 9530:
@@ -721,8 +722,9 @@ func (s *Server) redirect(w http.ResponseWriter, r *http.Request, d digest.Diges
 		return false
 	}
 	h := w.Header()
-	h.Del("ETag")
-	h.Del("Accept-Ranges")
+	if rd, ok := reprDigest(d); ok {
+		h.Set("Repr-Digest", rd) // so the client can check what it fetches
+	}
 	h.Set("Cache-Control", "no-store")
 	h.Set("Location", u)
 	loggerFrom(r.Context(), s.log).Debug("download redirected to the storage service", "digest", d.String(), "backend", backend)

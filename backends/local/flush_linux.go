@@ -10,16 +10,16 @@ import (
 // descriptor held open for the backend's life, so the writeback errors
 // reported to it are every error since its previous call (a descriptor
 // opened per call would miss an error another syncfs caller had
-// already seen).
-func fsFlush(root string) (func() error, error) {
+// already seen), and closeFlush, which closes that descriptor.
+func fsFlush(root string) (flush func() error, closeFlush func() error, err error) {
 	f, err := os.Open(root)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	rc, err := f.SyscallConn()
 	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	return func() error {
 		var serr error
@@ -30,5 +30,5 @@ func fsFlush(root string) (func() error, error) {
 			return &os.SyscallError{Syscall: "syncfs", Err: serr}
 		}
 		return nil
-	}, nil
+	}, f.Close, nil
 }

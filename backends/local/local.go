@@ -99,21 +99,24 @@ func New(id string, cfg Config, log *slog.Logger) (*Backend, error) {
 	if err := b.removeTemps(); err != nil {
 		return nil, fmt.Errorf("local backend %s: remove leftover temp files: %w", id, err)
 	}
-	flush, err := fsFlush(root)
+	flush, closeFlush, err := fsFlush(root)
 	if err != nil {
 		return nil, fmt.Errorf("local backend %s: %w", id, err)
 	}
 	switch {
 	case flush != nil && cfg.Sync != SyncFile:
 		// Names an earlier process left visible but not yet durable are
-		// made durable by the first shared flush (settle.go).
+		// made durable by the first shared flush (settle.go). The
+		// descriptor stays open for the backend's life.
 		b.group = newGroupFlush(flush)
 	case flush != nil:
 		// An earlier process may have stopped between a rename and the
 		// flush after it; this process trusts every name it did not
 		// write itself, so it makes them all durable first: one flush of
 		// the file system, whatever the number of objects.
-		if err := flush(); err != nil {
+		err := flush()
+		closeFlush()
+		if err != nil {
 			return nil, fmt.Errorf("local backend %s: flush at start: %w", id, err)
 		}
 	}
@@ -271,7 +274,7 @@ func (b *Backend) writeFile(ctx context.Context, final string, d digest.Digest, 
 // than rename into a directory a crash could still take away.
 func (b *Backend) mkdirDurable(dir string) error {
 	if _, err := os.Stat(dir); err == nil {
-		return b.settleDir(dir)
+		return b.settle(dir)
 	}
 	parent := filepath.Dir(dir)
 	if parent != dir && parent != b.root {
@@ -283,7 +286,7 @@ func (b *Backend) mkdirDurable(dir string) error {
 	if err := os.Mkdir(dir, 0o750); err != nil {
 		b.unsettled.done(dir, false)
 		if errors.Is(err, fs.ErrExist) {
-			return b.settleDir(dir) // created concurrently
+			return b.settle(dir) // created concurrently
 		}
 		return err
 	}

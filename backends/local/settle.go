@@ -83,10 +83,14 @@ func (u *unsettledNames) settled(path string) {
 	}
 }
 
-// settle makes sure the existing name path is durable before a caller
-// trusts it. The caller has seen the name exist: if its writer added it
-// to the set before renaming, the set still holds it until a flush after
-// the rename has succeeded, so a name not in the set is durable.
+// settle makes sure the existing name path (an object, a record, or a
+// directory mkdirDurable found) is durable before a caller trusts it.
+// The caller has seen the name exist: if its writer added it to the set
+// before renaming (or creating) it, the set still holds it until a flush
+// after that has succeeded, so a name not in the set is durable, once
+// the first shared flush of this process has made the names of earlier
+// processes durable (without a shared flush, New flushed the file
+// system).
 func (b *Backend) settle(path string) error {
 	if !b.unsettled.is(path) && (b.group == nil || b.group.flushed.Load()) {
 		return nil
@@ -97,19 +101,6 @@ func (b *Backend) settle(path string) error {
 		return err
 	}
 	b.unsettled.settled(path)
-	return nil
-}
-
-// settleDir is settle for a directory mkdirDurable found existing: an
-// unsettled one is made durable by fsyncing its parent.
-func (b *Backend) settleDir(dir string) error {
-	if !b.unsettled.is(dir) {
-		return nil
-	}
-	if err := b.syncDir(filepath.Dir(dir)); err != nil {
-		return err
-	}
-	b.unsettled.settled(dir)
 	return nil
 }
 

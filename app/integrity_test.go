@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"artifactstore/backends/s3/s3test"
 	"artifactstore/internal/client"
@@ -204,6 +205,38 @@ func TestReadOfCorruptObjectBreaksTransfer(t *testing.T) {
 			t.Fatalf("quick verify after a read mismatch: exit %d\n%s", code, out)
 		}
 	})
+}
+
+// TestVerifyPassOlderThanAReadMismatch: a deep check reads an object while
+// its bytes are still good; meanwhile a download finds them flipped and
+// records a read mismatch; the check's pass, recorded after that, is
+// older evidence and leaves the location mismatch (store.RecordVerdict),
+// so the next GET still answers 503. The pass is made by hand as the
+// engine makes it (At when it ended, Duration since it began).
+func TestVerifyPassOlderThanAReadMismatch(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeLocalConfig(t, dir, filepath.Join(dir, "objects"), verifyTestConfig)
+	env := startServiceFile(t, cfg, nil)
+	files := map[string][]byte{"f.bin": randBytes(1307, 300<<10)}
+	publish(t, env.c, manifestOf("r", "1", "ci", "release", files), files)
+	d := digest.FromBytes(files["f.bin"])
+	before := locationOf(t, env, d, "local")
+	began := time.Now() // the deep check starts and reads the good bytes
+	localCorrupter(filepath.Join(dir, "objects")).flip(t, d)
+	path := client.FilePath("r", "1", "f.bin")
+	if resp, body, err := getRaw(t, env, path, nil); resp.StatusCode != 200 || err == nil || len(body) >= len(files["f.bin"]) {
+		t.Fatalf("GET of a corrupted object: status %d, read error %v, %d bytes", resp.StatusCode, err, len(body))
+	}
+	pass := store.Verdict{Digest: d.String(), Backend: "local", Mode: store.ModeDeep, Verdict: store.StatusVerified, RunID: "r",
+		At: time.Now().UTC(), Duration: time.Since(began), BytesRead: int64(len(files["f.bin"])), Generation: before.Repairs}
+	if err := env.svc.Store.RecordVerdict(ctxT(t), pass); err != nil {
+		t.Fatal(err)
+	}
+	l := locationOf(t, env, d, "local")
+	if l.Status != store.StatusMismatch || !strings.Contains(l.LastError, "read") || l.LastFailedAt == nil || l.LastVerifiedAt != nil {
+		t.Fatalf("location after an older deep pass: %+v", l)
+	}
+	assertUnavailable(t, env, path, nil)
 }
 
 // TestReadFallsBackToAnotherLocation: content on two backends; after a

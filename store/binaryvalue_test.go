@@ -1,7 +1,9 @@
 package store
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"reflect"
@@ -21,6 +23,7 @@ func TestBinaryLocationAndBlobValues(t *testing.T) {
 	at := time.Date(2026, 11, 27, 15, 47, 42, 197835884, time.UTC)
 	later := at.Add(90 * time.Minute)
 	berlin := time.FixedZone("CET", 3600)
+	laterBerlin := later.In(berlin)
 	locs := []Location{
 		{Size: 4096, Status: StatusStored, StoredAt: at},
 		{Size: 0, Status: StatusVerified, StoredAt: at, LastVerifiedAt: &later, LastCheckedAt: &later},
@@ -28,6 +31,9 @@ func TestBinaryLocationAndBlobValues(t *testing.T) {
 		{Size: 7, Status: "some-future-status", StoredAt: time.Time{}},
 		{Size: 7, Status: StatusUnreadable, StoredAt: time.Unix(-86400*365*30, 5).UTC()},
 		{Size: 7, Status: StatusStored, StoredAt: at.In(berlin)}, // not UTC: stays JSON
+		{Size: 9, Status: StatusMismatch, StoredAt: at, LastVerifiedAt: &at, LastFailedAt: &later, LastError: "read: mismatch"},
+		{Size: 9, Status: StatusVerified, StoredAt: at, LastCheckedAt: &at, LastFailedAt: &at, Repairs: 1},
+		{Size: 9, Status: StatusMissing, StoredAt: at, LastFailedAt: &laterBerlin}, // not UTC: stays JSON
 	}
 	for i, l := range locs {
 		l.Digest, l.Backend = d, "local"
@@ -36,7 +42,7 @@ func TestBinaryLocationAndBlobValues(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		utc := l.StoredAt.Location() == time.UTC
+		utc := l.StoredAt.Location() == time.UTC && (l.LastFailedAt == nil || l.LastFailedAt.Location() == time.UTC)
 		if (v[0] == encodingBinary) != utc {
 			t.Fatalf("location %d: encoding %d, times in UTC %v", i, v[0], utc)
 		}
@@ -326,5 +332,45 @@ func TestOldPackagesReadTheSame(t *testing.T) {
 		if problems, err := s.Check(ctx, []string{"local", "s3"}, 100); err != nil || len(problems) != 0 {
 			t.Fatalf("%s: db check: %v %v", db, err, problems)
 		}
+	}
+}
+
+// TestLocationFailureTimeFlag: the binary location value of schema 13
+// (no last_failed_at, flag bit 2 clear) reads as it did and is written
+// byte for byte the same today; a value with a failure time sets bit 2
+// and reads back; a flag this binary does not know is ErrCorrupt, not a
+// misread of the bytes behind it.
+func TestLocationFailureTimeFlag(t *testing.T) {
+	at := time.Date(2026, 11, 27, 15, 47, 42, 197835884, time.UTC)
+	later := at.Add(90 * time.Minute)
+	d := digestN(42)
+	k := joinKey(d, "local")
+	// Written by the binary before last_failed_at (schema 14).
+	old, _ := hex.DecodeString("0203038040bc98cdb00decf8aa5eececcdb00decf8aa5eececcdb00decf8aa5e0e726561643a206d69736d6174636804")
+	want := Location{Digest: d, Backend: "local", Size: 4096, Status: StatusMismatch, StoredAt: at, LastVerifiedAt: &later, LastCheckedAt: &later,
+		LastError: "read: mismatch", Repairs: 2}
+	var got Location
+	if err := decodeLocationKV(k, old, &got); err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("old value reads as\n%+v (%v), want\n%+v", got, err, want)
+	}
+	if v, err := encodeLocation(&want); err != nil || !bytes.Equal(v, old) {
+		t.Fatalf("without a failure time the value is written as %x (%v), want %x", v, err, old)
+	}
+
+	failed := later.Add(time.Minute)
+	want.LastFailedAt = &failed
+	v, err := encodeLocation(&want)
+	if err != nil || v[1] != locVerified|locChecked|locFailed || len(v) <= len(old) {
+		t.Fatalf("with a failure time: %x (%v)", v, err)
+	}
+	if err := decodeLocationKV(k, v, &got); err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("value with a failure time reads as\n%+v (%v), want\n%+v", got, err, want)
+	}
+	assertTruncationsCorrupt(t, v, func(b []byte) error { var l Location; return decodeLocationKV(k, b, &l) })
+
+	unknown := bytes.Clone(old)
+	unknown[1] |= 1 << 3
+	if err := decodeLocationKV(k, unknown, &got); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("a value with an unknown flag: %v, want ErrCorrupt", err)
 	}
 }

@@ -35,12 +35,16 @@ type blobValue struct {
 //
 //	blob:     encodingBinary, varint size, created_at
 //	location: encodingBinary, flags (bit 0 last_verified_at, bit 1
-//	          last_checked_at present), status code (index+1 in
-//	          locationStatuses; 0: uvarint length and the status), varint
-//	          size, stored_at, [last_verified_at], [last_checked_at],
-//	          uvarint length and last_error, varint repairs
+//	          last_checked_at, bit 2 last_failed_at present), status code
+//	          (index+1 in locationStatuses; 0: uvarint length and the
+//	          status), varint size, stored_at, [last_verified_at],
+//	          [last_checked_at], [last_failed_at], uvarint length and
+//	          last_error, varint repairs
 //
-// A time is varint Unix seconds and uvarint nanoseconds.
+// A time is varint Unix seconds and uvarint nanoseconds. Bit 2 came with
+// the migration "location values with the time of the last failure": a
+// value without it reads as before, and a flag this binary does not know
+// is ErrCorrupt rather than a misread of the bytes behind it.
 const encodingBinary byte = 2
 
 // locationStatuses have a one-byte code (index+1). Never reorder: append.
@@ -49,6 +53,8 @@ var locationStatuses = []string{StatusStored, StatusVerified, StatusMismatch, St
 const (
 	locVerified = 1 << 0
 	locChecked  = 1 << 1
+	locFailed   = 1 << 2
+	locFlags    = locVerified | locChecked | locFailed
 )
 
 func isUTC(ts ...time.Time) bool {
@@ -81,6 +87,9 @@ func encodeLocation(l *Location) ([]byte, error) {
 	if l.LastCheckedAt != nil {
 		times = append(times, *l.LastCheckedAt)
 	}
+	if l.LastFailedAt != nil {
+		times = append(times, *l.LastFailedAt)
+	}
 	if !isUTC(times...) {
 		return encode(locationValue{Location: *l})
 	}
@@ -91,6 +100,9 @@ func encodeLocation(l *Location) ([]byte, error) {
 	if l.LastCheckedAt != nil {
 		flags |= locChecked
 	}
+	if l.LastFailedAt != nil {
+		flags |= locFailed
+	}
 	b := appendCoded(append(make([]byte, 0, 32+len(l.LastError)), encodingBinary, flags), locationStatuses, l.Status)
 	b = appendTime(binary.AppendVarint(b, l.Size), l.StoredAt)
 	if l.LastVerifiedAt != nil {
@@ -99,6 +111,9 @@ func encodeLocation(l *Location) ([]byte, error) {
 	if l.LastCheckedAt != nil {
 		b = appendTime(b, *l.LastCheckedAt)
 	}
+	if l.LastFailedAt != nil {
+		b = appendTime(b, *l.LastFailedAt)
+	}
 	b = appendString(b, l.LastError)
 	return binary.AppendVarint(b, int64(l.Repairs)), nil
 }
@@ -106,6 +121,9 @@ func encodeLocation(l *Location) ([]byte, error) {
 func decodeLocationBinary(v []byte, l *Location) error {
 	r := valueReader{b: v[1:]}
 	flags := r.byte()
+	if r.err == nil && flags&^locFlags != 0 {
+		return fmt.Errorf("%w: unknown location flags %#x", ErrCorrupt, flags)
+	}
 	var out Location
 	status, code, ok := r.coded(locationStatuses)
 	if !ok {
@@ -121,6 +139,10 @@ func decodeLocationBinary(v []byte, l *Location) error {
 	if flags&locChecked != 0 {
 		t := r.time()
 		out.LastCheckedAt = &t
+	}
+	if flags&locFailed != 0 {
+		t := r.time()
+		out.LastFailedAt = &t
 	}
 	out.LastError = r.string()
 	out.Repairs = int(r.varint())

@@ -141,7 +141,7 @@ func (s *Store) recordCopy(tx *bolt.Tx, rec CopyRecord) (CopyOutcome, error) {
 	case l.Failed():
 		ev := RepairEvent{Digest: rec.Digest, Backend: rec.Target, Previous: l.Status, Error: l.LastError, At: now,
 			Repairs: l.Repairs + 1, Source: rec.Source, Target: rec.Target, Reason: rec.Reason}
-		l.Status, l.LastError, l.StoredAt, l.Repairs = status, "", now, l.Repairs+1
+		l.Status, l.LastError, l.LastFailedAt, l.StoredAt, l.Repairs = status, "", nil, now, l.Repairs+1
 		if verifiedAt != nil {
 			l.LastVerifiedAt = verifiedAt
 		}

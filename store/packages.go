@@ -69,6 +69,12 @@ type Location struct {
 	// LastCheckedAt is the last quick check (existence and size only).
 	LastCheckedAt *time.Time `json:"last_checked_at,omitempty"`
 	LastError     string     `json:"last_error,omitempty"`
+	// LastFailedAt is when the latest failed verdict about the current
+	// bytes was reached (its Verdict.At). A pass whose check began before
+	// it is older evidence and does not clear or lift the failure
+	// (RecordVerdict). A repair clears it with LastError: the failure was
+	// about bytes that are gone.
+	LastFailedAt *time.Time `json:"last_failed_at,omitempty"`
 	// Repairs counts verified rewrites of a failed object (RecordRepair).
 	// It is the location's generation: a verdict about bytes read before
 	// a repair is stale and not recorded.

@@ -21,7 +21,9 @@ const EventLocationRepaired = "v1.storage.location_repaired"
 // status"). A failed status is cleared only by evidence that covers it: a
 // deep re-hash that matches (-> verified) or a verified repair (-> stored,
 // RecordRepair). A quick check may find a failure, and may lift missing
-// or unreadable to the unverified stored, never mismatch.
+// or unreadable to the unverified stored, never mismatch. A pass whose
+// check began before the location's last failure (LastFailedAt) applies
+// no rule at all (RecordVerdict): it is older than the failure.
 
 // nextStatus returns the status a location in status cur takes after a
 // verdict of the given mode (deep, quick or read).
@@ -68,9 +70,11 @@ type RepairEvent struct {
 // RecordRepair records that the object of digest on backend was rewritten
 // with bytes verified against the digest. If the location has a failed
 // status it becomes stored, its repair count (the generation that makes
-// verdicts of older reads stale) grows, and a location_repaired event is
-// appended, all in one transaction; it returns true. A location that is
-// absent or not failed is left alone (false): a concurrent repair won.
+// verdicts of older reads stale) grows, its LastError and LastFailedAt
+// are cleared (they were about the old bytes), and a location_repaired
+// event is appended, all in one transaction; it returns true. A location
+// that is absent or not failed is left alone (false): a concurrent repair
+// won.
 func (s *Store) RecordRepair(ctx context.Context, digest, backend, session string) (bool, error) {
 	var repaired bool
 	err := s.batch(func(tx *bolt.Tx) error {
@@ -82,7 +86,7 @@ func (s *Store) RecordRepair(ctx context.Context, digest, backend, session strin
 		now := s.now().UTC()
 		ev := RepairEvent{Digest: digest, Backend: backend, Previous: l.Status, Error: l.LastError, At: now, Repairs: l.Repairs + 1, Session: session,
 			Source: RepairByUpload, Target: backend, Reason: "republish"}
-		l.Status, l.LastError, l.StoredAt, l.Repairs = StatusStored, "", now, l.Repairs+1
+		l.Status, l.LastError, l.LastFailedAt, l.StoredAt, l.Repairs = StatusStored, "", nil, now, l.Repairs+1
 		if err := putLocation(tx, l); err != nil {
 			return err
 		}

@@ -214,6 +214,11 @@ var migrations = []migration{
 	{name: "events, blob and location values in a binary form", up: func(tx *bolt.Tx) error { return nil }},
 	// Nothing to rewrite, as above (packagevalue.go).
 	{name: "package values in a binary form", up: func(tx *bolt.Tx) error { return nil }},
+	// Nothing to rewrite: location values written before have no
+	// last_failed_at and read the same (compact.go); the version keeps
+	// older binaries, which would ignore its flag and misread the time
+	// behind it as the rest of the value, away.
+	{name: "location values with the time of the last failure", up: func(tx *bolt.Tx) error { return nil }},
 }
 
 // SchemaVersion is the schema version this binary writes.

@@ -35,10 +35,13 @@ func (s *Store) VerificationFinished(ctx context.Context, run RunSummary) error 
 
 // Verdict is the outcome of verifying one location.
 type Verdict struct {
-	Digest    string        `json:"digest"`
-	Backend   string        `json:"backend"`
-	Mode      string        `json:"mode"`
-	Verdict   string        `json:"verdict"` // verified, mismatch, missing, unreadable
+	Digest  string `json:"digest"`
+	Backend string `json:"backend"`
+	Mode    string `json:"mode"`
+	Verdict string `json:"verdict"` // verified, mismatch, missing, unreadable
+	// At is when the check ended (the verdict was reached) and Duration
+	// how long it took, so the check began at At-Duration (Began). A read
+	// mismatch has no Duration: At is when the read found it.
 	At        time.Time     `json:"at"`
 	BytesRead int64         `json:"bytes_read"`
 	Duration  time.Duration `json:"duration_ns"`
@@ -47,10 +50,16 @@ type Verdict struct {
 	// Generation is the location's Repairs when the check began; a
 	// verdict whose location was repaired since is stale and dropped.
 	Generation int `json:"generation,omitempty"`
+	// Superseded is set by RecordVerdict on the recorded event of a pass
+	// that did not apply: the location had failed after the check began.
+	Superseded bool `json:"superseded,omitempty"`
 }
 
 // Failed reports whether the verdict is a failure.
 func (v Verdict) Failed() bool { return v.Verdict != StatusVerified }
+
+// Began is when the check began.
+func (v Verdict) Began() time.Time { return v.At.Add(-v.Duration) }
 
 // RecordVerdict updates the location's status (by the rules of nextStatus:
 // only a deep match clears a mismatch, a quick pass lifts missing or
@@ -58,6 +67,13 @@ func (v Verdict) Failed() bool { return v.Verdict != StatusVerified }
 // transaction. A location deleted meanwhile, or repaired since the check
 // began (v.Generation below its Repairs), is skipped: the verdict is about
 // bytes that are no longer there.
+//
+// A failed verdict always applies and moves the location's LastFailedAt
+// up to v.At. A pass whose check began before LastFailedAt (v.Began) is
+// older evidence than the failure: the location is left as it is (status,
+// LastError, and LastVerifiedAt or LastCheckedAt, which reads and direct
+// downloads trust), and only its location_verified event is appended,
+// marked Superseded, so the check is on record.
 func (s *Store) RecordVerdict(ctx context.Context, v Verdict) error {
 	return s.RecordVerdicts(ctx, []Verdict{v})
 }
@@ -86,6 +102,11 @@ func (s *Store) recordVerdict(tx *bolt.Tx, v *Verdict) error {
 	if err != nil || l == nil || v.Generation < l.Repairs {
 		return err
 	}
+	if !v.Failed() && l.LastFailedAt != nil && v.Began().Before(*l.LastFailedAt) {
+		ev := *v
+		ev.Superseded = true
+		return s.appendEvent(tx, EventLocationVerified, v.Digest, ev)
+	}
 	at := v.At.UTC()
 	l.Status = nextStatus(l.Status, v.Mode, v.Verdict)
 	switch v.Mode {
@@ -96,6 +117,9 @@ func (s *Store) recordVerdict(tx *bolt.Tx, v *Verdict) error {
 	}
 	if v.Failed() {
 		l.LastError = v.Error
+		if l.LastFailedAt == nil || at.After(*l.LastFailedAt) {
+			l.LastFailedAt = &at
+		}
 	} else if !l.Failed() {
 		l.LastError = ""
 	} // else: a pass that cannot clear the failure keeps its diagnosis

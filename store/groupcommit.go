@@ -24,6 +24,9 @@ import (
 // with 32 producers on 2 cores; see docs/PERFORMANCE.md).
 type groupCommitter struct {
 	db *bolt.DB
+	// update runs a group's transaction: db.Update (tests wrap it to
+	// make a commit fail after the functions ran).
+	update func(fn func(*bolt.Tx) error) error
 	// delay is how long an idle committer waits for more writes to join
 	// the first one (Options.BatchDelay); 0 commits at once.
 	delay time.Duration
@@ -33,11 +36,22 @@ type groupCommitter struct {
 	closed  bool
 	wake    chan struct{} // one token: work is pending
 	done    chan struct{} // closed when the loop has exited
+
+	// released counts the groups whose early calls were released before
+	// their commit, committed the groups whose commit has returned; both
+	// under mu, settled is signalled when committed moves.
+	released, committed uint64
+	settled             *sync.Cond
 }
 
 type groupCall struct {
 	fn  func(*bolt.Tx) error
 	err chan error
+	// early calls (doEarly) learn fn's result once every function of
+	// their group has run, before the commit; failed learns of a commit
+	// that then fails.
+	early  bool
+	failed func(error)
 }
 
 // maxGroup bounds the writes of one transaction, so one commit stays short.
@@ -51,7 +65,8 @@ var errSolo = errors.New("run alone")
 var errClosed = errors.New("store closed")
 
 func newGroupCommitter(db *bolt.DB, delay time.Duration) *groupCommitter {
-	g := &groupCommitter{db: db, delay: delay, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	g := &groupCommitter{db: db, update: db.Update, delay: delay, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	g.settled = sync.NewCond(&g.mu)
 	go g.loop()
 	return g
 }
@@ -61,7 +76,32 @@ func newGroupCommitter(db *bolt.DB, delay time.Duration) *groupCommitter {
 // group fails, the group is rolled back and retried without it), so it
 // must set its results afresh on every call.
 func (g *groupCommitter) do(fn func(*bolt.Tx) error) error {
-	c := groupCall{fn: fn, err: make(chan error, 1)}
+	return g.submit(groupCall{fn: fn, err: make(chan error, 1)})
+}
+
+// doEarly is do for a write whose durability nobody waits for: it
+// returns fn's result as soon as fn (and every other function of its
+// group) has run in the transaction, before that transaction commits;
+// failed is called if the commit then fails. What fn wrote is visible
+// at once to every write transaction (bbolt has one writer at a time,
+// and the committing transaction holds it), but to read transactions
+// only once the commit returns: a read that must see every write
+// released so far calls settle first.
+func (g *groupCommitter) doEarly(fn func(*bolt.Tx) error, failed func(error)) error {
+	return g.submit(groupCall{fn: fn, err: make(chan error, 1), early: true, failed: failed})
+}
+
+// settle returns once every group whose early calls were released
+// before it was called has committed (or failed to).
+func (g *groupCommitter) settle() {
+	g.mu.Lock()
+	for target := g.released; g.committed < target; {
+		g.settled.Wait()
+	}
+	g.mu.Unlock()
+}
+
+func (g *groupCommitter) submit(c groupCall) error {
 	g.mu.Lock()
 	if g.closed {
 		g.mu.Unlock()
@@ -75,7 +115,7 @@ func (g *groupCommitter) do(fn func(*bolt.Tx) error) error {
 	}
 	err := <-c.err
 	if err == errSolo {
-		err = g.db.Update(fn)
+		err = g.db.Update(c.fn)
 	}
 	return err
 }
@@ -129,13 +169,15 @@ func (g *groupCommitter) loop() {
 func (g *groupCommitter) commit(calls []groupCall) {
 	for len(calls) > 0 {
 		failed := -1
-		err := g.db.Update(func(tx *bolt.Tx) error {
+		var gen uint64 // set when early calls were released
+		err := g.update(func(tx *bolt.Tx) error {
 			for i, c := range calls {
 				if err := safeCall(c.fn, tx); err != nil {
 					failed = i
 					return err
 				}
 			}
+			gen = g.release(calls)
 			return nil
 		})
 		if failed >= 0 {
@@ -144,10 +186,41 @@ func (g *groupCommitter) commit(calls []groupCall) {
 			continue
 		}
 		for _, c := range calls {
-			c.err <- err
+			switch {
+			case !c.early || gen == 0:
+				c.err <- err
+			case err != nil:
+				c.failed(err)
+			}
+		}
+		if gen != 0 {
+			g.mu.Lock()
+			g.committed = gen
+			g.settled.Broadcast()
+			g.mu.Unlock()
 		}
 		return
 	}
+}
+
+// release tells the early calls of a group whose functions have all run
+// that they succeeded, and returns the group's generation (0 when it
+// has no early call).
+func (g *groupCommitter) release(calls []groupCall) uint64 {
+	var gen uint64
+	for _, c := range calls {
+		if !c.early {
+			continue
+		}
+		if gen == 0 {
+			g.mu.Lock()
+			g.released++
+			gen = g.released
+			g.mu.Unlock()
+		}
+		c.err <- nil
+	}
+	return gen
 }
 
 func safeCall(fn func(*bolt.Tx) error, tx *bolt.Tx) (err error) {

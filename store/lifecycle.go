@@ -319,6 +319,7 @@ func (i GCIntent) Ref() Ref { return Ref{Backend: i.Backend, Digest: i.Digest} }
 // draft. It changes nothing (a dry run is exactly this list).
 func (s *Store) Collectable(ctx context.Context) ([]Location, error) {
 	var out []Location
+	s.settle()
 	err := s.db.View(func(tx *bolt.Tx) error {
 		drafts, err := draftDigests(tx)
 		if err != nil {
@@ -432,6 +433,7 @@ func (s *Store) PendingIntents(ctx context.Context) ([]GCIntent, error) {
 // object (it was published again).
 func (s *Store) IntentWanted(ctx context.Context, r Ref) (bool, error) {
 	var yes bool
+	s.settle()
 	err := s.db.View(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketGCIntents).Get(joinKey(r.Backend, r.Digest)) == nil {
 			return nil
@@ -531,6 +533,7 @@ func unknownObject(tx *bolt.Tx, backend, digest string) bool {
 // orphan is still unknown to the registry before it is deleted.
 func (s *Store) OrphanStillUnknown(ctx context.Context, backend, digest string) (bool, error) {
 	var yes bool
+	s.settle()
 	err := s.db.View(func(tx *bolt.Tx) error { yes = unknownObject(tx, backend, digest); return nil })
 	return yes, err
 }

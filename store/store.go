@@ -140,6 +140,26 @@ func (s *Store) batch(fn func(tx *bolt.Tx) error) error {
 	return s.group.do(fn)
 }
 
+// batchEarly is batch for a write nobody needs durable before going on
+// (groupCommitter.doEarly): it returns once fn has run in its group's
+// transaction, and failed is called if that transaction then fails to
+// commit. Reads that must see such writes call settle first.
+func (s *Store) batchEarly(fn func(tx *bolt.Tx) error, failed func(error)) error {
+	if s.group == nil { // read-only
+		return s.db.Update(fn)
+	}
+	return s.group.doEarly(fn, failed)
+}
+
+// settle waits until every write batchEarly has returned so far is
+// committed, so a read transaction started afterwards sees it. Write
+// transactions see such writes without it.
+func (s *Store) settle() {
+	if s.group != nil {
+		s.group.settle()
+	}
+}
+
 // Close closes the database, flushing everything committed.
 func (s *Store) Close() error {
 	if s.group != nil {

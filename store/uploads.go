@@ -55,6 +55,15 @@ type Ref struct {
 // location on its backend when the session is written; otherwise (garbage
 // collection removed it since the caller looked) it fails with
 // ErrStaleBegin and the caller recomputes needed.
+//
+// It returns once the session's transaction has run, without waiting for
+// it to be durable: the service drops every session at start-up (no
+// client of an earlier process can go on with one), so durability would
+// buy a session nothing. Garbage collection sees the refs at once (its
+// decisions are made in write transactions, or in read transactions
+// after settle); if the commit fails, the session is forgotten and its
+// commit fails as not found. An object uploaded for a session a crash
+// lost before its commit is an orphan (gc --orphans), not a loss.
 func (s *Store) CreateSession(ctx context.Context, draft Package, needed []string, ttl time.Duration, copies ...SessionCopies) (*Session, error) {
 	now := s.now().UTC()
 	sess := &Session{ID: newID(), Draft: draft, Needed: needed, CreatedAt: now, ExpiresAt: now.Add(ttl)}
@@ -65,7 +74,10 @@ func (s *Store) CreateSession(ctx context.Context, draft Package, needed []strin
 	if err != nil {
 		return nil, err
 	}
-	err = s.batch(func(tx *bolt.Tx) error {
+	// Nobody knows the id before this returns, so the session can be
+	// visible to GetSession before its transaction runs.
+	s.sessions.Store(sess.ID, sess)
+	err = s.batchEarly(func(tx *bolt.Tx) error {
 		if err := checkCountedOn(tx, &draft, needed); err != nil {
 			return err
 		}
@@ -77,11 +89,14 @@ func (s *Store) CreateSession(ctx context.Context, draft Package, needed []strin
 			}
 		}
 		return tx.Bucket(bucketUploads).Put([]byte(sess.ID), v)
+	}, func(err error) {
+		s.sessions.Delete(sess.ID)
+		s.log.Warn("upload session lost: its transaction failed to commit", "upload_id", sess.ID, "err", err)
 	})
 	if err != nil {
+		s.sessions.Delete(sess.ID)
 		return nil, fmt.Errorf("create upload session: %w", err)
 	}
-	s.sessions.Store(sess.ID, sess)
 	return sess, nil
 }
 
@@ -178,6 +193,7 @@ func (s *Store) DropSession(ctx context.Context, id string) ([]Ref, error) {
 func (s *Store) SessionIDs(ctx context.Context, all bool) ([]string, error) {
 	var ids []string
 	now := s.now()
+	s.settle()
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketUploads).ForEach(func(k, v []byte) error {
 			var sess Session
@@ -199,6 +215,7 @@ func (s *Store) SessionIDs(ctx context.Context, all bool) ([]string, error) {
 // location records it, or an open session stages it.
 func (s *Store) IsReferenced(ctx context.Context, ref Ref) (bool, error) {
 	var yes bool
+	s.settle()
 	err := s.db.View(func(tx *bolt.Tx) error {
 		if hasLocationKey(tx, ref.Digest, ref.Backend) {
 			yes = true

@@ -331,6 +331,7 @@ func (s *Store) UpdateVerifyState(ctx context.Context, backend, mode string, fn 
 func (s *Store) StagedOn(ctx context.Context, backend string) (map[string]bool, error) {
 	out := map[string]bool{}
 	prefix := append([]byte(backend), 0)
+	s.settle()
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketUploadRefs).Cursor()
 		for k, _ := c.Seek(prefix); k != nil && len(k) > len(prefix) && string(k[:len(prefix)]) == string(prefix); k, _ = c.Next() {

@@ -10,8 +10,10 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -155,20 +157,25 @@ func (b *Backend) removeTemps() error {
 }
 
 // Put implements backends.Backend: if the object exists, nothing but
-// making sure it is durable (a concurrent Put may have renamed it into
-// place and still be flushing); otherwise write (temp file in the temp
-// directory, verified copy, fsync, rename into the target directory,
-// fsync of that directory).
+// making sure it is a durable copy of d (a concurrent Put may have
+// renamed it into place and still be flushing; a provisional one is
+// read and hashed, see trust); otherwise write (temp file in the temp
+// directory, verified copy, flushes, rename into the target directory).
 func (b *Backend) Put(ctx context.Context, d digest.Digest, size int64, body io.Reader) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	p := b.Path(d)
-	if _, err := os.Stat(p); err == nil {
-		if err := b.settle(p); err != nil {
+	if st, err := os.Stat(p); err == nil {
+		ok, err := b.trust(ctx, p, d, st)
+		if err != nil {
 			return fmt.Errorf("local put %s: the existing object: %w", d, err)
 		}
-		return nil
+		if ok {
+			return nil
+		}
+		// The remains of a write a crash interrupted: write it again.
+		b.log.Warn("rewriting an object left unfinished by a crash", "backend", b.id, "digest", d.String())
 	}
 	return b.write(ctx, d, size, body)
 }
@@ -187,6 +194,9 @@ func (b *Backend) Replace(ctx context.Context, d digest.Digest, size int64, body
 // writing: digest.CopyVerified; write-back to disk started every
 // writeBehindBytes: writeBehind), fsyncs it and renames it into place.
 func (b *Backend) write(ctx context.Context, d digest.Digest, size int64, body io.Reader) error {
+	if b.group != nil && size >= 0 && size < groupFlushBelow {
+		return b.writeSmall(ctx, b.Path(d), d, size, body)
+	}
 	return b.writeFile(ctx, b.Path(d), d, size, body)
 }
 
@@ -265,6 +275,148 @@ func (b *Backend) writeFile(ctx context.Context, final string, d digest.Digest, 
 	b.unsettled.done(final, false)
 	return nil
 }
+
+// writeSmall writes a small content object with one shared flush after
+// the rename instead of one before and one after it (writeFile): the
+// flush makes the data, the name and new directories durable together.
+// So a crash can leave the name with bytes that never reached the disk.
+// Such a file is told apart by its mode: it is created provisional
+// (read-only, modeProvisional, from its first byte, so no state of its
+// inode on disk says otherwise) and made modeSettled only after the
+// flush; a provisional name this process is not writing is read and
+// hashed before anyone relies on it (trust). Records and large objects
+// keep writeFile's order.
+func (b *Backend) writeSmall(ctx context.Context, final string, d digest.Digest, size int64, body io.Reader) (err error) {
+	if err := mkdirFast(filepath.Dir(final)); err != nil {
+		return fmt.Errorf("local put %s: %w", d, err)
+	}
+	f, err := b.createTemp(modeProvisional)
+	if err != nil {
+		return fmt.Errorf("local put %s: %w", d, err)
+	}
+	tmp, renamed := f.Name(), false
+	defer func() {
+		f.Close()
+		if err != nil && !renamed {
+			os.Remove(tmp)
+		}
+	}()
+	if err = copyVerified(newWriteBehind(f), backends.ContextReader(ctx, body), d, size); err != nil {
+		return fmt.Errorf("local put %s: %w", d, err)
+	}
+	b.unsettled.add(final) // before the name can be seen
+	if err = os.Rename(tmp, final); err != nil {
+		b.unsettled.done(final, false)
+		return fmt.Errorf("local put %s: rename: %w", d, err)
+	}
+	renamed = true
+	if err = b.group.wait(); err != nil {
+		// The bytes may not be on the disk: nobody may trust this name.
+		// It stays provisional and is re-read before any later use; it
+		// is removed unless a concurrent writer of the same content
+		// still waits for it (a rename replaced it then).
+		b.unsettled.done(final, false)
+		if !b.unsettled.is(final) {
+			os.Remove(final)
+		}
+		return fmt.Errorf("local put %s: flush: %w", d, err)
+	}
+	b.unsettled.done(final, false)
+	// Durable: mark it so. A crash before this change is on the disk
+	// leaves a provisional name, which trust verifies once.
+	if cerr := f.Chmod(modeSettled); cerr != nil {
+		b.log.Warn("object stays provisional (it is re-read before it is trusted)", "backend", b.id, "digest", d.String(), "err", cerr)
+	}
+	return nil
+}
+
+// mkdirFast is os.MkdirAll for the object tree, where most directories
+// a write needs exist already or miss only their last level: one mkdir
+// (instead of MkdirAll's stat, stat of the parent, mkdir), and the
+// parents only when that one fails for want of them. Nothing here makes
+// a directory durable: the caller's shared flush does.
+func mkdirFast(dir string) error {
+	err := os.Mkdir(dir, 0o750)
+	switch {
+	case err == nil || errors.Is(err, fs.ErrExist):
+		return nil
+	case errors.Is(err, fs.ErrNotExist):
+		return os.MkdirAll(dir, 0o750)
+	default:
+		return err
+	}
+}
+
+// File modes of objects: a small object is modeProvisional until the
+// flush after its rename, then modeSettled (os.CreateTemp's mode, so
+// every object written before provisional ones existed is settled).
+const (
+	modeSettled     fs.FileMode = 0o600
+	modeProvisional fs.FileMode = 0o400
+)
+
+// createTemp creates a new file in the temp directory with mode perm.
+func (b *Backend) createTemp(perm fs.FileMode) (*os.File, error) {
+	for range 100 {
+		name := filepath.Join(b.tmp, "put-"+strconv.FormatUint(rand.Uint64(), 36))
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		return f, err
+	}
+	return nil, errors.New("no unused temp file name")
+}
+
+// trust makes sure the existing file at path (found with st) is a
+// durable copy of d before a caller relies on it, and reports whether it
+// is. A settled name is trusted once durable (settle). A provisional one
+// is either this process's write, which verified the bytes as they came
+// in and is trusted after its flush, or the remains of a write a crash
+// (or a failed flush) interrupted: it is read and hashed, and trusted
+// only if it matches, once a flush has made what was read durable.
+func (b *Backend) trust(ctx context.Context, path string, d digest.Digest, st fs.FileInfo) (bool, error) {
+	if st.Mode().Perm() != modeProvisional || b.unsettled.is(path) {
+		return true, b.settle(path)
+	}
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	fst, err := f.Stat()
+	if err != nil {
+		return false, err
+	}
+	v := digest.NewVerifier(backends.ContextReader(ctx, f), d, fst.Size())
+	bp := bufPool.Get().(*[]byte)
+	_, err = io.CopyBuffer(discard{}, v, *bp)
+	bufPool.Put(bp)
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	if err != nil || !v.Verified() {
+		return false, nil
+	}
+	// The bytes may be in memory only (a killed process, not a crashed
+	// machine): make them durable before trusting them.
+	if err := b.flushName(filepath.Dir(path)); err != nil {
+		return false, err
+	}
+	if err := f.Chmod(modeSettled); err != nil {
+		b.log.Warn("object stays provisional", "backend", b.id, "digest", d.String(), "err", err)
+	}
+	return true, nil
+}
+
+// discard is io.Discard without ReadFrom, so io.CopyBuffer uses the
+// buffer it is given.
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 // mkdirDurable creates dir and any missing parents below the root, and
 // fsyncs the parent of every directory it creates, so a new directory's
@@ -401,8 +553,12 @@ func (b *Backend) Stat(ctx context.Context, d digest.Digest) (backends.Info, err
 		}
 		return backends.Info{}, fmt.Errorf("local stat %s: %w", d, err)
 	}
-	if err := b.settle(p); err != nil {
+	ok, err := b.trust(ctx, p, d, st)
+	if err != nil {
 		return backends.Info{}, fmt.Errorf("local stat %s: %w", d, err)
+	}
+	if !ok {
+		return backends.Info{}, fmt.Errorf("local stat %s: %w (the file holds the remains of a write a crash interrupted)", d, backends.ErrNotFound)
 	}
 	return backends.Info{Digest: d, Size: st.Size()}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"artifactstore/backends"
+	"artifactstore/internal/digest"
 	"artifactstore/internal/durable"
 )
 
@@ -25,14 +28,14 @@ func TestNameStillBeingFlushedIsNotTrustedBeforeItsFlush(t *testing.T) {
 	hold := make(chan struct{})
 	var started atomic.Int64
 	withFlush(b, func() error {
-		if started.Add(1) == 2 { // the first writer's flush after its rename
+		if started.Add(1) == 1 { // the first writer's flush after its rename
 			<-hold
 		}
 		return nil
 	})
 	first := make(chan error, 1)
 	go func() { first <- b.Put(context.Background(), d, int64(len(data)), bytes.NewReader(data)) }()
-	for started.Load() < 2 {
+	for started.Load() < 1 {
 		time.Sleep(time.Millisecond)
 	}
 	if !fileExists(b.Path(d)) {
@@ -69,28 +72,30 @@ func TestNameStillBeingFlushedIsNotTrustedBeforeItsFlush(t *testing.T) {
 		}
 	}
 	// The flush that released them started after the second writer and
-	// the Stat found the name: the held one (2) had started before.
-	if n := started.Load(); n != 3 {
-		t.Fatalf("%d flushes, want 3 (data, the first name's, one more for the waiters)", n)
+	// the Stat found the name: the held one (1) had started before.
+	if n := started.Load(); n != 2 {
+		t.Fatalf("%d flushes, want 2 (the first writer's, one more for the waiters)", n)
 	}
 	// Settled now: a Stat trusts the name without another flush.
 	if _, err := b.Stat(context.Background(), d); err != nil {
 		t.Fatal(err)
 	}
-	if n := started.Load(); n != 3 {
+	if n := started.Load(); n != 2 {
 		t.Fatalf("a Stat of a settled name flushed again (%d flushes)", n)
 	}
 }
 
-// A name whose flush after the rename failed is not known to be durable:
-// the writer's Put fails, and whoever finds the name next flushes again
+// A large object's name whose flush after the rename failed is not
+// known to be durable (its bytes were fsynced before the rename): the
+// writer's Put fails, and whoever finds the name next flushes again
 // before trusting it (and reports that flush's error if it fails too).
 func TestNameWhoseFlushFailedIsFlushedBeforeItIsTrusted(t *testing.T) {
 	b := newTest(t, t.TempDir())
-	data, d := blob(8)
+	data := bytes.Repeat([]byte("large object "), groupFlushBelow/8)
+	d := digest.FromBytes(data)
 	eio := errors.New("injected writeback error")
 	var calls atomic.Int64
-	fail := map[int64]bool{2: true, 3: true} // the writer's name flush, then the first Stat's
+	fail := map[int64]bool{1: true, 2: true} // the writer's name flush, then the first Stat's
 	withFlush(b, func() error {
 		if fail[calls.Add(1)] {
 			return eio
@@ -106,11 +111,103 @@ func TestNameWhoseFlushFailedIsFlushedBeforeItIsTrusted(t *testing.T) {
 	if err := b.Put(context.Background(), d, int64(len(data)), bytes.NewReader(data)); err != nil {
 		t.Fatalf("Put finding the name, its flush succeeding: %v", err)
 	}
-	if n := calls.Load(); n != 4 {
-		t.Fatalf("%d flushes, want 4", n)
+	if n := calls.Load(); n != 3 {
+		t.Fatalf("%d flushes, want 3", n)
 	}
-	if _, err := b.Stat(context.Background(), d); err != nil || calls.Load() != 4 {
+	if _, err := b.Stat(context.Background(), d); err != nil || calls.Load() != 3 {
 		t.Fatalf("Stat of the name settled by that flush: %v, %d flushes (want no new one)", err, calls.Load())
+	}
+}
+
+// A small object is renamed before the one flush that makes its bytes
+// and its name durable, and is provisional (read-only) until then: the
+// flush sees the name provisional, the Put returns with it settled, and
+// a lone Put costs exactly one flush. When that flush fails, the Put
+// fails and the name is gone: nobody may trust bytes that may not be on
+// the disk.
+func TestSmallObjectOneFlush(t *testing.T) {
+	b := newTest(t, t.TempDir())
+	data, d := blob(12)
+	var calls atomic.Int64
+	var during fs.FileMode
+	fail := false
+	eio := errors.New("injected writeback error")
+	withFlush(b, func() error {
+		calls.Add(1)
+		if st, err := os.Stat(b.Path(d)); err == nil {
+			during = st.Mode().Perm()
+		}
+		if fail {
+			return eio
+		}
+		return nil
+	})
+	if err := b.Put(context.Background(), d, int64(len(data)), bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(b.Path(d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls.Load() != 1 || during != modeProvisional || st.Mode().Perm() != modeSettled {
+		t.Fatalf("%d flushes, mode %v during the flush and %v after; want 1, %v, %v", calls.Load(), during, st.Mode().Perm(), modeProvisional, modeSettled)
+	}
+
+	data2, d2 := blob(13)
+	fail = true
+	if err := b.Put(context.Background(), d2, int64(len(data2)), bytes.NewReader(data2)); !errors.Is(err, eio) {
+		t.Fatalf("Put whose flush failed: %v, want the flush's error", err)
+	}
+	if fileExists(b.Path(d2)) {
+		t.Fatal("the name of a Put whose flush failed is still there")
+	}
+}
+
+// A crash between a small object's rename and its flush leaves the name
+// provisional, its bytes possibly never written: a later process reads
+// and hashes such a name before trusting it. Bytes that match are made
+// durable and the name settled without a rewrite; bytes that do not are
+// not found by Stat and rewritten by Put.
+func TestProvisionalRemainsAreVerifiedBeforeTheyAreTrusted(t *testing.T) {
+	b := newTest(t, t.TempDir())
+	var calls atomic.Int64
+	withFlush(b, func() error { calls.Add(1); return nil })
+	remains := func(d digest.Digest, body []byte) {
+		t.Helper()
+		p := b.Path(d)
+		if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, body, modeProvisional); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	good, dg := blob(14)
+	remains(dg, good)
+	before, _ := os.Stat(b.Path(dg))
+	if info, err := b.Stat(context.Background(), dg); err != nil || info.Size != int64(len(good)) {
+		t.Fatalf("Stat of provisional bytes that match: %+v, %v", info, err)
+	}
+	after, _ := os.Stat(b.Path(dg))
+	if calls.Load() != 1 || after.Mode().Perm() != modeSettled || !os.SameFile(before, after) {
+		t.Fatalf("%d flushes, mode %v, same file %v; want 1 flush, settled in place", calls.Load(), after.Mode().Perm(), os.SameFile(before, after))
+	}
+
+	bad, db := blob(15)
+	remains(db, make([]byte, len(bad))) // the size reached the disk, the bytes did not
+	if _, err := b.Stat(context.Background(), db); !errors.Is(err, backends.ErrNotFound) {
+		t.Fatalf("Stat of provisional bytes that do not match: %v, want ErrNotFound", err)
+	}
+	if err := b.Put(context.Background(), db, int64(len(bad)), bytes.NewReader(bad)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(b.Path(db))
+	if err != nil || !bytes.Equal(got, bad) {
+		t.Fatalf("after a Put over provisional garbage the object holds %d bytes (%v), want its content", len(got), err)
+	}
+	if st, _ := os.Stat(b.Path(db)); st.Mode().Perm() != modeSettled {
+		t.Fatalf("rewritten object's mode %v, want %v", st.Mode().Perm(), modeSettled)
 	}
 }
 

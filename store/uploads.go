@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -77,6 +78,12 @@ func (s *Store) CreateSession(ctx context.Context, draft Package, needed []strin
 	// Nobody knows the id before this returns, so the session can be
 	// visible to GetSession before its transaction runs.
 	s.sessions.Store(sess.ID, sess)
+	opened := false
+	defer func() {
+		if !opened { // failed, or a function that panicked
+			s.sessions.Delete(sess.ID)
+		}
+	}()
 	err = s.batchEarly(func(tx *bolt.Tx) error {
 		if err := checkCountedOn(tx, &draft, needed); err != nil {
 			return err
@@ -94,9 +101,9 @@ func (s *Store) CreateSession(ctx context.Context, draft Package, needed []strin
 		s.log.Warn("upload session lost: its transaction failed to commit", "upload_id", sess.ID, "err", err)
 	})
 	if err != nil {
-		s.sessions.Delete(sess.ID)
 		return nil, fmt.Errorf("create upload session: %w", err)
 	}
+	opened = true
 	return sess, nil
 }
 
@@ -131,8 +138,32 @@ func getSession(tx *bolt.Tx, id string) (*Session, error) {
 	return &sess, nil
 }
 
+// sessionIn returns session id as tx holds it. Sessions never change
+// once written, so when tx has it, the copy CreateSession kept in memory
+// is the same session and spares decoding it; the caller must not
+// modify it (copySession).
+func (s *Store) sessionIn(tx *bolt.Tx, id string) (*Session, error) {
+	if m, ok := s.sessions.Load(id); ok {
+		if tx.Bucket(bucketUploads).Get([]byte(id)) == nil {
+			return nil, fmt.Errorf("upload session %q: %w", id, ErrNotFound)
+		}
+		return m.(*Session), nil
+	}
+	return getSession(tx, id)
+}
+
+// copySession returns a copy of sess a caller may modify.
+func copySession(sess *Session) *Session {
+	c := *sess
+	c.Draft.Files = slices.Clone(sess.Draft.Files)
+	c.Draft.Labels = maps.Clone(sess.Draft.Labels)
+	c.Needed = slices.Clone(sess.Needed)
+	c.Copies = slices.Clone(sess.Copies)
+	return &c
+}
+
 func (s *Store) liveSession(tx *bolt.Tx, id string) (*Session, error) {
-	sess, err := getSession(tx, id)
+	sess, err := s.sessionIn(tx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -158,6 +189,12 @@ func deleteSession(tx *bolt.Tx, id string) ([]Ref, error) {
 	if err != nil {
 		return nil, err
 	}
+	return deleteSessionOf(tx, sess)
+}
+
+// deleteSessionOf is deleteSession of a session the caller has read.
+func deleteSessionOf(tx *bolt.Tx, sess *Session) ([]Ref, error) {
+	id := sess.ID
 	var refs []Ref
 	rb := tx.Bucket(bucketUploadRefs)
 	for _, d := range sess.Needed {
@@ -284,10 +321,11 @@ func (s *Store) CommitWith(ctx context.Context, id string, in CommitInput) (Comm
 	var conflict error
 	err := s.batch(func(tx *bolt.Tx) error {
 		res, conflict = CommitResult{}, nil
-		sess, err := s.liveSession(tx, id)
+		live, err := s.liveSession(tx, id)
 		if err != nil {
 			return err
 		}
+		sess := copySession(live) // the package below is built from it
 		draft := sess.Draft
 		if existing, err := getPackage(tx, draft.Name, draft.Version); err == nil {
 			if SamePackage(existing, &draft) {
@@ -306,7 +344,7 @@ func (s *Store) CommitWith(ctx context.Context, id string, in CommitInput) (Comm
 					return fmt.Errorf("%w: failed verification and not uploaded again yet: %s", ErrIncomplete, strings.Join(failed, ", "))
 				}
 			}
-			refs, err := deleteSession(tx, id)
+			refs, err := deleteSessionOf(tx, sess)
 			if err != nil {
 				return err
 			}
@@ -418,7 +456,7 @@ func (s *Store) CommitWith(ctx context.Context, id string, in CommitInput) (Comm
 		if err := markRecord(tx, pkg.Name, pkg.Version, false); err != nil {
 			return err
 		}
-		refs, err := deleteSession(tx, id)
+		refs, err := deleteSessionOf(tx, sess)
 		if err != nil {
 			return err
 		}

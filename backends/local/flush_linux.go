@@ -32,3 +32,20 @@ func fsFlush(root string) (flush func() error, closeFlush func() error, err erro
 		return nil
 	}, f.Close, nil
 }
+
+// dropCache drops the cached pages of f (clean after a sync), so the
+// next read of them comes from the disk.
+func dropCache(f *os.File) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = unix.Fadvise(int(fd), 0, 0, unix.FADV_DONTNEED) }); err != nil {
+		return err
+	}
+	if ferr != nil {
+		return &os.SyscallError{Syscall: "fadvise", Err: ferr}
+	}
+	return nil
+}

@@ -2,7 +2,6 @@ package local
 
 import (
 	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 )
@@ -134,7 +133,7 @@ func (g *groupFlush) run() {
 			case err != nil:
 				it.err = fmt.Errorf("flush: %w", err)
 			default:
-				if rerr := os.Rename(it.tmp, it.final); rerr != nil {
+				if rerr := rename(it.tmp, it.final); rerr != nil {
 					it.err = fmt.Errorf("rename: %w", rerr)
 				} else {
 					it.renamed = true

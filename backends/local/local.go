@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 
 	"artifactstore/backends"
 	"artifactstore/internal/digest"
@@ -44,9 +45,11 @@ type Config struct {
 	Sync string
 }
 
-// The durability modes of Config.Sync. Both make a write's bytes
-// durable before its name and its name durable before Put returns;
-// they differ in how many writes one device flush serves.
+// The durability modes of Config.Sync. Both make a write's bytes and
+// its name durable before Put returns (a small content object's bytes
+// and name by the same flush, see writeSmall; everything else's bytes
+// before its name); they differ in how many writes one device flush
+// serves.
 const (
 	// SyncFileSystem: concurrent writes share syncfs(2) of the root's
 	// file system (groupflush.go). One flush serves every write that
@@ -181,18 +184,23 @@ func (b *Backend) Put(ctx context.Context, d digest.Digest, size int64, body io.
 }
 
 // Replace writes the object like Put even if one exists: the rename of
-// the verified temp file over the old one is atomic.
+// the verified temp file over the old one is atomic, and its bytes are
+// durable before it replaces anything (writeFile, also for a small
+// object: the old object may be the one a package relies on, so the
+// name must never hold bytes a crash or a failed flush could lose).
 func (b *Backend) Replace(ctx context.Context, d digest.Digest, size int64, body io.Reader) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return b.write(ctx, d, size, body)
+	return b.writeFile(ctx, b.Path(d), d, size, body)
 }
 
 // write streams body through the verifier into a temp file in the temp
 // directory (from 4 MiB on, hashing on another core while reading and
 // writing: digest.CopyVerified; write-back to disk started every
-// writeBehindBytes: writeBehind), fsyncs it and renames it into place.
+// writeBehindBytes: writeBehind) and makes it durable under its name:
+// a small object by writeSmall, anything else by writeFile. Put calls
+// it when no name exists, or only the remains of an interrupted write.
 func (b *Backend) write(ctx context.Context, d digest.Digest, size int64, body io.Reader) error {
 	if b.group != nil && size >= 0 && size < groupFlushBelow {
 		return b.writeSmall(ctx, b.Path(d), d, size, body)
@@ -264,7 +272,7 @@ func (b *Backend) writeFile(ctx context.Context, final string, d digest.Digest, 
 		return nil
 	}
 	b.unsettled.add(final) // before the name can be seen
-	if err = os.Rename(f.Name(), final); err != nil {
+	if err = rename(f.Name(), final); err != nil {
 		b.unsettled.done(final, false)
 		return fmt.Errorf("local put %s: rename: %w", d, err)
 	}
@@ -276,16 +284,16 @@ func (b *Backend) writeFile(ctx context.Context, final string, d digest.Digest, 
 	return nil
 }
 
-// writeSmall writes a small content object with one shared flush after
-// the rename instead of one before and one after it (writeFile): the
-// flush makes the data, the name and new directories durable together.
-// So a crash can leave the name with bytes that never reached the disk.
-// Such a file is told apart by its mode: it is created provisional
-// (read-only, modeProvisional, from its first byte, so no state of its
-// inode on disk says otherwise) and made modeSettled only after the
-// flush; a provisional name this process is not writing is read and
-// hashed before anyone relies on it (trust). Records and large objects
-// keep writeFile's order.
+// writeSmall writes a small content object where none exists with one
+// shared flush after the rename instead of one before and one after it
+// (writeFile): the flush makes the data, the name and new directories
+// durable together. So a crash, or a failed flush, can leave the name
+// with bytes that never reached the disk. Such a file is told apart by
+// its mode: it is created provisional (read-only, modeProvisional, from
+// its first byte, so no state of its inode on the disk says otherwise)
+// and made modeSettled only after its flush succeeded; a provisional
+// name is never trusted as found: trust verifies it from the disk.
+// Records, large objects and Replace keep writeFile's order.
 func (b *Backend) writeSmall(ctx context.Context, final string, d digest.Digest, size int64, body io.Reader) (err error) {
 	if err := mkdirFast(filepath.Dir(final)); err != nil {
 		return fmt.Errorf("local put %s: %w", d, err)
@@ -304,24 +312,19 @@ func (b *Backend) writeSmall(ctx context.Context, final string, d digest.Digest,
 	if err = copyVerified(newWriteBehind(f), backends.ContextReader(ctx, body), d, size); err != nil {
 		return fmt.Errorf("local put %s: %w", d, err)
 	}
-	b.unsettled.add(final) // before the name can be seen
-	if err = os.Rename(tmp, final); err != nil {
-		b.unsettled.done(final, false)
+	// The name needs no place in b.unsettled: while provisional it is
+	// trusted only after trust has verified it from the disk.
+	if err = rename(tmp, final); err != nil {
 		return fmt.Errorf("local put %s: rename: %w", d, err)
 	}
 	renamed = true
 	if err = b.group.wait(); err != nil {
-		// The bytes may not be on the disk: nobody may trust this name.
-		// It stays provisional and is re-read before any later use; it
-		// is removed unless a concurrent writer of the same content
-		// still waits for it (a rename replaced it then).
-		b.unsettled.done(final, false)
-		if !b.unsettled.is(final) {
-			os.Remove(final)
-		}
+		// The bytes may not be on the disk. The name stays provisional
+		// (never removed: another writer may have renamed the same
+		// content over it, or verified it already), so whoever finds it
+		// verifies it from the disk first.
 		return fmt.Errorf("local put %s: flush: %w", d, err)
 	}
-	b.unsettled.done(final, false)
 	// Durable: mark it so. A crash before this change is on the disk
 	// leaves a provisional name, which trust verifies once.
 	if cerr := f.Chmod(modeSettled); cerr != nil {
@@ -344,6 +347,22 @@ func mkdirFast(dir string) error {
 		return os.MkdirAll(dir, 0o750)
 	default:
 		return err
+	}
+}
+
+// rename is os.Rename without the lstat of the target it makes first
+// (to refuse renaming onto a directory, which rename(2) refuses too):
+// one system call fewer on every write.
+func rename(from, to string) error {
+	for {
+		err := syscall.Rename(from, to)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
+		}
+		return nil
 	}
 }
 
@@ -371,12 +390,14 @@ func (b *Backend) createTemp(perm fs.FileMode) (*os.File, error) {
 // trust makes sure the existing file at path (found with st) is a
 // durable copy of d before a caller relies on it, and reports whether it
 // is. A settled name is trusted once durable (settle). A provisional one
-// is either this process's write, which verified the bytes as they came
-// in and is trusted after its flush, or the remains of a write a crash
-// (or a failed flush) interrupted: it is read and hashed, and trusted
-// only if it matches, once a flush has made what was read durable.
+// is a small write still in flight, or the remains of one a crash or a
+// failed flush interrupted, whose bytes may exist only in memory (a
+// killed process) or, after a failed write-back, only in clean cached
+// pages that still read back right. So it is verified from the disk:
+// its file fsynced and its name flushed, its cached pages dropped, then
+// read and hashed; trusted (and settled) only if that matches.
 func (b *Backend) trust(ctx context.Context, path string, d digest.Digest, st fs.FileInfo) (bool, error) {
-	if st.Mode().Perm() != modeProvisional || b.unsettled.is(path) {
+	if st.Mode().Perm() != modeProvisional {
 		return true, b.settle(path)
 	}
 	f, err := os.Open(path)
@@ -387,6 +408,15 @@ func (b *Backend) trust(ctx context.Context, path string, d digest.Digest, st fs
 		return false, err
 	}
 	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return false, err
+	}
+	if err := b.flushName(filepath.Dir(path)); err != nil {
+		return false, err
+	}
+	if err := dropCache(f); err != nil {
+		return false, err
+	}
 	fst, err := f.Stat()
 	if err != nil {
 		return false, err
@@ -401,13 +431,8 @@ func (b *Backend) trust(ctx context.Context, path string, d digest.Digest, st fs
 	if err != nil || !v.Verified() {
 		return false, nil
 	}
-	// The bytes may be in memory only (a killed process, not a crashed
-	// machine): make them durable before trusting them.
-	if err := b.flushName(filepath.Dir(path)); err != nil {
-		return false, err
-	}
 	if err := f.Chmod(modeSettled); err != nil {
-		b.log.Warn("object stays provisional", "backend", b.id, "digest", d.String(), "err", err)
+		b.log.Warn("object stays provisional (verified again when next found)", "backend", b.id, "digest", d.String(), "err", err)
 	}
 	return true, nil
 }

@@ -14,8 +14,11 @@ import (
 // staged commit's Stat of it, would otherwise let a package be committed
 // (and acknowledged as durable) a moment before its object is.
 //
-// Every name this process renames is "unsettled" from just before its
-// rename until a flush after it succeeds. A Put or Stat that finds an
+// Every name this process renames after its bytes are durable
+// (writeFile: records, large objects, Replace) is "unsettled" from just
+// before its rename until a flush after it succeeds. (A small object's
+// name, renamed before its bytes are durable, is provisional instead
+// and verified from the disk before it is trusted: trust in local.go.) A Put or Stat that finds an
 // unsettled name flushes it itself (the next shared flush, or its
 // directory's fsync) before trusting it; a name whose flush failed stays
 // unsettled until such a flush succeeds. Names from before this process

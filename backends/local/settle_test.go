@@ -123,8 +123,8 @@ func TestNameWhoseFlushFailedIsFlushedBeforeItIsTrusted(t *testing.T) {
 // and its name durable, and is provisional (read-only) until then: the
 // flush sees the name provisional, the Put returns with it settled, and
 // a lone Put costs exactly one flush. When that flush fails, the Put
-// fails and the name is gone: nobody may trust bytes that may not be on
-// the disk.
+// fails and the name stays provisional (another writer may rely on the
+// same name): a Stat then verifies it from the disk before trusting it.
 func TestSmallObjectOneFlush(t *testing.T) {
 	b := newTest(t, t.TempDir())
 	data, d := blob(12)
@@ -158,8 +158,81 @@ func TestSmallObjectOneFlush(t *testing.T) {
 	if err := b.Put(context.Background(), d2, int64(len(data2)), bytes.NewReader(data2)); !errors.Is(err, eio) {
 		t.Fatalf("Put whose flush failed: %v, want the flush's error", err)
 	}
-	if fileExists(b.Path(d2)) {
-		t.Fatal("the name of a Put whose flush failed is still there")
+	if st, err := os.Stat(b.Path(d2)); err != nil || st.Mode().Perm() != modeProvisional {
+		t.Fatalf("name of a Put whose flush failed: %v, %v; want it there, provisional", st, err)
+	}
+	fail = false
+	if _, err := b.Stat(context.Background(), d2); err != nil {
+		t.Fatalf("Stat of the name, verified from the disk: %v", err)
+	}
+	if st, _ := os.Stat(b.Path(d2)); st.Mode().Perm() != modeSettled {
+		t.Fatalf("mode after the verification: %v, want %v", st.Mode().Perm(), modeSettled)
+	}
+}
+
+// A Replace whose flush fails leaves an object under the name: its new
+// bytes were made durable before they replaced the old ones (a small
+// object too), so the name never holds bytes a failed flush lost.
+func TestReplaceWithAFailedFlushLeavesTheObject(t *testing.T) {
+	b := newTest(t, t.TempDir())
+	data, d := blob(31)
+	var fail atomic.Bool
+	eio := errors.New("injected writeback error of another file")
+	withFlush(b, func() error {
+		if fail.Load() {
+			return eio
+		}
+		return nil
+	})
+	ctx := context.Background()
+	if err := b.Put(ctx, d, int64(len(data)), bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	fail.Store(true)
+	if err := b.Replace(ctx, d, int64(len(data)), bytes.NewReader(data)); !errors.Is(err, eio) {
+		t.Fatalf("Replace: %v, want the flush error", err)
+	}
+	fail.Store(false)
+	if _, err := b.Stat(ctx, d); err != nil {
+		t.Fatalf("the object a failed Replace must leave in place: %v", err)
+	}
+}
+
+// A Stat that finds a small object another Put is still flushing, whose
+// flush then fails, does not report the object on the strength of its
+// own later flush alone, and the failed writer does not take the name
+// away from under it.
+func TestStatOfANameWhoseWriterFlushFails(t *testing.T) {
+	b := newTest(t, t.TempDir())
+	data, d := blob(32)
+	hold := make(chan struct{})
+	var calls atomic.Int64
+	eio := errors.New("injected writeback error")
+	withFlush(b, func() error {
+		if calls.Add(1) == 1 {
+			<-hold
+			return eio
+		}
+		return nil
+	})
+	ctx := context.Background()
+	first := make(chan error, 1)
+	go func() { first <- b.Put(ctx, d, int64(len(data)), bytes.NewReader(data)) }()
+	for calls.Load() < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	second := make(chan error, 1)
+	go func() { _, err := b.Stat(ctx, d); second <- err }()
+	waitQueued(t, b, 1) // the Stat waits for the round after the held one
+	close(hold)
+	if err := <-first; !errors.Is(err, eio) {
+		t.Fatalf("first Put: %v, want its flush error", err)
+	}
+	if err := <-second; err != nil {
+		t.Fatalf("Stat of bytes that are on the disk (verified there): %v", err)
+	}
+	if !fileExists(b.Path(d)) {
+		t.Fatal("the Stat reported the object, but its name is gone")
 	}
 }
 

@@ -49,3 +49,20 @@ func dropCache(f *os.File) error {
 	}
 	return nil
 }
+
+// renameNoReplace renames from to to unless to exists (fs.ErrExist);
+// errNoReplace when the file system cannot refuse to replace.
+func renameNoReplace(from, to string) error {
+	for {
+		err := unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.RENAME_NOREPLACE)
+		switch err {
+		case nil:
+			return nil
+		case unix.EINTR:
+			continue
+		case unix.EINVAL, unix.ENOSYS:
+			return errNoReplace
+		}
+		return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
+	}
+}

@@ -13,3 +13,6 @@ func fsFlush(root string) (flush func() error, closeFlush func() error, err erro
 // dropCache: provisional objects are written only with a group flush
 // (Linux); elsewhere there is no page cache to drop portably.
 func dropCache(f *os.File) error { return nil }
+
+// renameNoReplace: only Linux's writeSmall calls it (with a group flush).
+func renameNoReplace(from, to string) error { return errNoReplace }

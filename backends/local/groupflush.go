@@ -2,6 +2,7 @@ package local
 
 import (
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 )
@@ -41,6 +42,27 @@ type groupFlush struct {
 	// flushed is set once a flush has succeeded: everything renamed
 	// before the group was made (by an earlier process) is durable.
 	flushed atomic.Bool
+	// failed counts the flushes that failed (see ownError).
+	failed atomic.Uint64
+	// syncFile fsyncs one file (ownError; tests record it).
+	syncFile func(*os.File) error
+}
+
+// ownError returns the write-back error of f, a file whose bytes were
+// written when failed was failed0, if a flush has failed since: syncfs
+// reports a write-back error to the first flush after it, which may be
+// a round that started before the writer waited (and so released other
+// writers), and the writer's own round then succeeds. The writer's
+// descriptor, open since before the error, still reports it to fsync.
+// Without a failure since, it costs nothing.
+func (g *groupFlush) ownError(f *os.File, failed0 uint64) error {
+	if g.failed.Load() == failed0 {
+		return nil
+	}
+	if err := g.syncFile(f); err != nil {
+		return fmt.Errorf("flush: an earlier flush failed, and so does this file's fsync: %w", err)
+	}
+	return nil
 }
 
 // renameItem is a small write handed to the flusher (renameDurably): its
@@ -58,7 +80,9 @@ type flushRound struct {
 	waiters int // for tests: how many writers wait for this round
 }
 
-func newGroupFlush(flush func() error) *groupFlush { return &groupFlush{flush: flush} }
+func newGroupFlush(flush func() error) *groupFlush {
+	return &groupFlush{flush: flush, syncFile: (*os.File).Sync}
+}
 
 // wait returns after a flush that started after wait was called, with
 // that flush's error. It does not take a context: the caller has
@@ -116,6 +140,8 @@ func (g *groupFlush) run() {
 		err := g.flush()
 		if err == nil {
 			g.flushed.Store(true)
+		} else {
+			g.failed.Add(1) // before any writer is released
 		}
 		if r != nil {
 			r.err = err

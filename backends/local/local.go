@@ -170,15 +170,17 @@ func (b *Backend) Put(ctx context.Context, d digest.Digest, size int64, body io.
 	}
 	p := b.Path(d)
 	if st, err := os.Stat(p); err == nil {
-		ok, err := b.trust(ctx, p, d, st)
+		ok, _, err := b.trust(ctx, p, d, st, size)
 		if err != nil {
 			return fmt.Errorf("local put %s: the existing object: %w", d, err)
 		}
 		if ok {
 			return nil
 		}
-		// The remains of a write a crash interrupted: write it again.
+		// The remains of a write a crash interrupted: write it again,
+		// its bytes durable before they take the name.
 		b.log.Warn("rewriting an object left unfinished by a crash", "backend", b.id, "digest", d.String())
+		return b.writeFile(ctx, p, d, size, body)
 	}
 	return b.write(ctx, d, size, body)
 }
@@ -248,6 +250,10 @@ func (b *Backend) writeFile(ctx context.Context, final string, d digest.Digest, 
 			os.Remove(f.Name())
 		}
 	}()
+	var failed0 uint64 // failed flushes before the bytes were written
+	if g != nil {
+		failed0 = g.failed.Load()
+	}
 	if err = copyVerified(newWriteBehind(f), backends.ContextReader(ctx, body), d, size); err != nil {
 		return fmt.Errorf("local put %s: %w", d, err)
 	}
@@ -256,20 +262,30 @@ func (b *Backend) writeFile(ctx context.Context, final string, d digest.Digest, 
 			return fmt.Errorf("local put %s: fsync: %w", d, err)
 		}
 	}
-	closed = true
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("local put %s: close: %w", d, err)
-	}
 	if g != nil && size < groupFlushBelow {
 		// The flusher flushes the data, renames, and flushes the name.
+		// The file stays open until then: see ownError.
 		b.unsettled.add(final) // before the name can be seen
 		renamed, rerr := g.renameDurably(f.Name(), final)
+		if rerr == nil {
+			rerr = g.ownError(f, failed0)
+		}
 		b.unsettled.done(final, renamed && rerr != nil)
+		closed = true
+		cerr := f.Close()
 		if rerr != nil {
 			err = rerr
 			return fmt.Errorf("local put %s: %w", d, err)
 		}
+		if cerr != nil {
+			err = cerr
+			return fmt.Errorf("local put %s: close: %w", d, err)
+		}
 		return nil
+	}
+	closed = true
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("local put %s: close: %w", d, err)
 	}
 	b.unsettled.add(final) // before the name can be seen
 	if err = rename(f.Name(), final); err != nil {
@@ -293,6 +309,11 @@ func (b *Backend) writeFile(ctx context.Context, final string, d digest.Digest, 
 // its first byte, so no state of its inode on the disk says otherwise)
 // and made modeSettled only after its flush succeeded; a provisional
 // name is never trusted as found: trust verifies it from the disk.
+// The rename never replaces a name: an object another Put has written
+// (and maybe reported durable) since Put looked must not give way to
+// bytes that are not durable yet. When the name is taken (or the file
+// system cannot refuse to replace), the write takes writeFile's order
+// with the file it has: fsync, settled, rename, flush of the name.
 // Records, large objects and Replace keep writeFile's order.
 func (b *Backend) writeSmall(ctx context.Context, final string, d digest.Digest, size int64, body io.Reader) (err error) {
 	if err := mkdirFast(filepath.Dir(final)); err != nil {
@@ -309,20 +330,59 @@ func (b *Backend) writeSmall(ctx context.Context, final string, d digest.Digest,
 			os.Remove(tmp)
 		}
 	}()
+	failed0 := b.group.failed.Load() // failed flushes before the bytes were written
 	if err = copyVerified(newWriteBehind(f), backends.ContextReader(ctx, body), d, size); err != nil {
 		return fmt.Errorf("local put %s: %w", d, err)
 	}
 	// The name needs no place in b.unsettled: while provisional it is
 	// trusted only after trust has verified it from the disk.
-	if err = rename(tmp, final); err != nil {
-		return fmt.Errorf("local put %s: rename: %w", d, err)
+	if err = renameNoReplace(tmp, final); err != nil {
+		if !errors.Is(err, fs.ErrExist) && !errors.Is(err, errNoReplace) {
+			return fmt.Errorf("local put %s: rename: %w", d, err)
+		}
+		if errors.Is(err, fs.ErrExist) {
+			// Another Put's name appeared since Put looked: trust it as
+			// Put would have, and keep it if it holds the content.
+			if st, serr := os.Stat(final); serr == nil {
+				ok, _, terr := b.trust(ctx, final, d, st, size)
+				if terr != nil {
+					err = terr
+					return fmt.Errorf("local put %s: the existing object: %w", d, err)
+				}
+				if ok {
+					os.Remove(tmp)
+					return nil
+				}
+			}
+		}
+		// Bytes durable before the name, as writeFile does.
+		if err = f.Sync(); err != nil {
+			return fmt.Errorf("local put %s: fsync: %w", d, err)
+		}
+		if err = f.Chmod(modeSettled); err != nil {
+			return fmt.Errorf("local put %s: %w", d, err)
+		}
+		b.unsettled.add(final) // before the name can be seen
+		if err = rename(tmp, final); err != nil {
+			b.unsettled.done(final, false)
+			return fmt.Errorf("local put %s: rename: %w", d, err)
+		}
+		renamed = true
+		if err = b.flushName(filepath.Dir(final)); err != nil {
+			b.unsettled.done(final, true)
+			return fmt.Errorf("local put %s: flush after rename: %w", d, err)
+		}
+		b.unsettled.done(final, false)
+		return nil
 	}
 	renamed = true
-	if err = b.group.wait(); err != nil {
+	if err = b.group.wait(); err == nil {
+		err = b.group.ownError(f, failed0)
+	}
+	if err != nil {
 		// The bytes may not be on the disk. The name stays provisional
-		// (never removed: another writer may have renamed the same
-		// content over it, or verified it already), so whoever finds it
-		// verifies it from the disk first.
+		// (never removed: another writer may have verified it already),
+		// so whoever finds it verifies it from the disk first.
 		return fmt.Errorf("local put %s: flush: %w", d, err)
 	}
 	// Durable: mark it so. A crash before this change is on the disk
@@ -366,6 +426,9 @@ func rename(from, to string) error {
 	}
 }
 
+// errNoReplace: the file system cannot rename without replacing.
+var errNoReplace = errors.New("rename without replacing is not supported")
+
 // File modes of objects: a small object is modeProvisional until the
 // flush after its rename, then modeSettled (os.CreateTemp's mode, so
 // every object written before provisional ones existed is settled).
@@ -396,45 +459,50 @@ func (b *Backend) createTemp(perm fs.FileMode) (*os.File, error) {
 // pages that still read back right. So it is verified from the disk:
 // its file fsynced and its name flushed, its cached pages dropped, then
 // read and hashed; trusted (and settled) only if that matches.
-func (b *Backend) trust(ctx context.Context, path string, d digest.Digest, st fs.FileInfo) (bool, error) {
+// want is the size the caller expects (< 0: any); the size returned is
+// that of the file trusted.
+func (b *Backend) trust(ctx context.Context, path string, d digest.Digest, st fs.FileInfo, want int64) (bool, int64, error) {
 	if st.Mode().Perm() != modeProvisional {
-		return true, b.settle(path)
+		return true, st.Size(), b.settle(path)
 	}
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
+		return false, 0, nil
 	}
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
 	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return false, err
-	}
-	if err := b.flushName(filepath.Dir(path)); err != nil {
-		return false, err
-	}
-	if err := dropCache(f); err != nil {
-		return false, err
-	}
 	fst, err := f.Stat()
 	if err != nil {
-		return false, err
+		return false, 0, err
+	}
+	if want >= 0 && fst.Size() != want {
+		return false, 0, nil // not this content, whatever its bytes
+	}
+	if err := f.Sync(); err != nil {
+		return false, 0, err
+	}
+	if err := b.flushName(filepath.Dir(path)); err != nil {
+		return false, 0, err
+	}
+	if err := dropCache(f); err != nil {
+		return false, 0, err
 	}
 	v := digest.NewVerifier(backends.ContextReader(ctx, f), d, fst.Size())
 	bp := bufPool.Get().(*[]byte)
 	_, err = io.CopyBuffer(discard{}, v, *bp)
 	bufPool.Put(bp)
 	if err := ctx.Err(); err != nil {
-		return false, err
+		return false, 0, err
 	}
 	if err != nil || !v.Verified() {
-		return false, nil
+		return false, 0, nil
 	}
 	if err := f.Chmod(modeSettled); err != nil {
 		b.log.Warn("object stays provisional (verified again when next found)", "backend", b.id, "digest", d.String(), "err", err)
 	}
-	return true, nil
+	return true, fst.Size(), nil
 }
 
 // discard is io.Discard without ReadFrom, so io.CopyBuffer uses the
@@ -578,14 +646,14 @@ func (b *Backend) Stat(ctx context.Context, d digest.Digest) (backends.Info, err
 		}
 		return backends.Info{}, fmt.Errorf("local stat %s: %w", d, err)
 	}
-	ok, err := b.trust(ctx, p, d, st)
+	ok, size, err := b.trust(ctx, p, d, st, -1)
 	if err != nil {
 		return backends.Info{}, fmt.Errorf("local stat %s: %w", d, err)
 	}
 	if !ok {
 		return backends.Info{}, fmt.Errorf("local stat %s: %w (the file holds the remains of a write a crash interrupted)", d, backends.ErrNotFound)
 	}
-	return backends.Info{Digest: d, Size: st.Size()}, nil
+	return backends.Info{Digest: d, Size: size}, nil
 }
 
 // Delete implements backends.Backend.

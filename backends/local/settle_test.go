@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -356,4 +357,116 @@ func TestFileModeSettlesWhatAnotherWriterHasNotMadeDurable(t *testing.T) {
 	if want := []string{dir2, dir2}; !slices.Equal(synced, want) {
 		t.Fatalf("directories fsynced by a Stat and a Put of another writer's unsettled name: %q, want %q", synced, want)
 	}
+}
+
+// Two Puts of the same small content that both found no name: the
+// second must not put its provisional file over the object the first
+// has written and reported durable (from the review of 2b2e089).
+func TestSecondWriteSmallDoesNotReplaceAnAcknowledgedObject(t *testing.T) {
+	root := t.TempDir()
+	b := newTest(t, root)
+	var fail atomic.Bool
+	eio := errors.New("injected writeback error")
+	withFlush(b, func() error {
+		if fail.Load() {
+			return eio
+		}
+		return nil
+	})
+	data, d := blob(40)
+	ctx := context.Background()
+	g1 := &gatedReader{gate: make(chan struct{}), r: bytes.NewReader(data)}
+	g2 := &gatedReader{gate: make(chan struct{}), r: bytes.NewReader(data)}
+	e1, e2 := make(chan error, 1), make(chan error, 1)
+	go func() { e1 <- b.Put(ctx, d, int64(len(data)), g1) }()
+	go func() { e2 <- b.Put(ctx, d, int64(len(data)), g2) }()
+	for deadline := time.Now().Add(5 * time.Second); ; { // both past their Stat
+		if left, _ := os.ReadDir(filepath.Join(root, TempDir)); len(left) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the Puts never created their temp files")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(g1.gate)
+	if err := <-e1; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Stat(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.Stat(b.Path(d))
+	fail.Store(true) // any flush the second Put waited for would fail
+	close(g2.gate)
+	if err := <-e2; err != nil {
+		t.Fatalf("second Put, finding the first one's durable object: %v", err)
+	}
+	after, _ := os.Stat(b.Path(d))
+	if !os.SameFile(before, after) || after.Mode().Perm() != modeSettled {
+		t.Fatalf("acknowledged object replaced: same inode %v, mode now %v", os.SameFile(before, after), after.Mode().Perm())
+	}
+	if left, _ := os.ReadDir(filepath.Join(root, TempDir)); len(left) != 0 {
+		t.Fatalf("temp files left behind: %d", len(left))
+	}
+}
+
+type gatedReader struct {
+	gate chan struct{}
+	r    io.Reader
+}
+
+func (g *gatedReader) Read(p []byte) (int, error) { <-g.gate; return g.r.Read(p) }
+
+// syncfs reports a write-back error to the first flush after it: when
+// that is a round other writers waited for, the writer whose pages it
+// wrote back waits for the next round, which succeeds. A writer that
+// sees a flush fail after its bytes were written therefore asks its own
+// descriptor (fsync reports the file's error), and fails and stays
+// provisional when that reports one (from the review of 2b2e089).
+func TestSmallObjectWrittenBackByAFailedEarlierRoundIsNotSettled(t *testing.T) {
+	b := newTest(t, t.TempDir())
+	hold := make(chan struct{})
+	var calls atomic.Int64
+	eio := errors.New("injected writeback error of the writer's pages")
+	withFlush(b, func() error {
+		if calls.Add(1) == 1 {
+			<-hold
+			return eio
+		}
+		return nil
+	})
+	var owned atomic.Int64
+	b.group.syncFile = func(*os.File) error { owned.Add(1); return eio }
+	data, d := blob(41)
+	body := &onEOFReader{r: bytes.NewReader(data), f: func() {
+		go b.group.wait() // another writer's round starts after our bytes are written
+		for calls.Load() < 1 {
+			time.Sleep(time.Millisecond)
+		}
+	}}
+	done := make(chan error, 1)
+	go func() { done <- b.Put(context.Background(), d, int64(len(data)), body) }()
+	waitQueued(t, b, 1)
+	close(hold)
+	err := <-done
+	st, _ := os.Stat(b.Path(d))
+	if !errors.Is(err, eio) || owned.Load() != 1 || st.Mode().Perm() != modeProvisional {
+		t.Fatalf("Put: %v after %d fsyncs of its own, mode %v; want the file's error, 1, provisional", err, owned.Load(), st.Mode().Perm())
+	}
+}
+
+type onEOFReader struct {
+	r    io.Reader
+	f    func()
+	done bool
+}
+
+func (o *onEOFReader) Read(p []byte) (int, error) {
+	n, err := o.r.Read(p)
+	if n == 0 && err == io.EOF && !o.done {
+		o.done = true
+		o.f()
+	}
+	return n, err
 }

@@ -287,17 +287,27 @@ func (b *Backend) writeFile(ctx context.Context, final string, d digest.Digest, 
 	if err = f.Close(); err != nil {
 		return fmt.Errorf("local put %s: close: %w", d, err)
 	}
-	b.unsettled.add(final) // before the name can be seen
-	if err = rename(f.Name(), final); err != nil {
-		b.unsettled.done(final, false)
-		return fmt.Errorf("local put %s: rename: %w", d, err)
+	if _, err = b.renameSettled(f.Name(), final); err != nil {
+		return fmt.Errorf("local put %s: %w", d, err)
 	}
-	if err := b.flushName(dir); err != nil {
+	return nil
+}
+
+// renameSettled renames tmp, whose bytes are durable, onto final and
+// makes the name durable (flushName), keeping it unsettled meanwhile
+// (settle.go). renamed reports whether the name now holds tmp's file.
+func (b *Backend) renameSettled(tmp, final string) (renamed bool, err error) {
+	b.unsettled.add(final) // before the name can be seen
+	if err := rename(tmp, final); err != nil {
+		b.unsettled.done(final, false)
+		return false, fmt.Errorf("rename: %w", err)
+	}
+	if err := b.flushName(filepath.Dir(final)); err != nil {
 		b.unsettled.done(final, true)
-		return fmt.Errorf("local put %s: flush after rename: %w", d, err)
+		return true, fmt.Errorf("flush after rename: %w", err)
 	}
 	b.unsettled.done(final, false)
-	return nil
+	return true, nil
 }
 
 // writeSmall writes a small content object where none exists with one
@@ -362,17 +372,9 @@ func (b *Backend) writeSmall(ctx context.Context, final string, d digest.Digest,
 		if err = f.Chmod(modeSettled); err != nil {
 			return fmt.Errorf("local put %s: %w", d, err)
 		}
-		b.unsettled.add(final) // before the name can be seen
-		if err = rename(tmp, final); err != nil {
-			b.unsettled.done(final, false)
-			return fmt.Errorf("local put %s: rename: %w", d, err)
+		if renamed, err = b.renameSettled(tmp, final); err != nil {
+			return fmt.Errorf("local put %s: %w", d, err)
 		}
-		renamed = true
-		if err = b.flushName(filepath.Dir(final)); err != nil {
-			b.unsettled.done(final, true)
-			return fmt.Errorf("local put %s: flush after rename: %w", d, err)
-		}
-		b.unsettled.done(final, false)
 		return nil
 	}
 	renamed = true
@@ -491,7 +493,8 @@ func (b *Backend) trust(ctx context.Context, path string, d digest.Digest, st fs
 	}
 	v := digest.NewVerifier(backends.ContextReader(ctx, f), d, fst.Size())
 	bp := bufPool.Get().(*[]byte)
-	_, err = io.CopyBuffer(discard{}, v, *bp)
+	// The writer hides io.Discard's ReadFrom, which would ignore bp.
+	_, err = io.CopyBuffer(struct{ io.Writer }{io.Discard}, v, *bp)
 	bufPool.Put(bp)
 	if err := ctx.Err(); err != nil {
 		return false, 0, err
@@ -504,12 +507,6 @@ func (b *Backend) trust(ctx context.Context, path string, d digest.Digest, st fs
 	}
 	return true, fst.Size(), nil
 }
-
-// discard is io.Discard without ReadFrom, so io.CopyBuffer uses the
-// buffer it is given.
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 // mkdirDurable creates dir and any missing parents below the root, and
 // fsyncs the parent of every directory it creates, so a new directory's
